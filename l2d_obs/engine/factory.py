@@ -1,0 +1,64 @@
+"""Build an engine for a profile: pick device and precision, get the components, patch, go."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..errors import ConfigError
+from .components import Live2DiffComponents
+from .stream import EngineSettings, StreamEngine
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """CUDA when present, then Apple MPS, else CPU; an explicit request must be available."""
+    if requested:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda requested but no CUDA GPU is visible to torch (check drivers / CUDA build of torch)")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError("--device mps requested but Apple MPS is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
+    """fp16 on GPUs, fp32 on the CPU (CPU half precision is slow and inexact)."""
+    if requested:
+        try:
+            return _DTYPES[requested.lower()]
+        except KeyError:
+            raise ConfigError(f"unknown dtype {requested!r}; use one of fp32, fp16, bf16") from None
+    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+def build_components(profile) -> Live2DiffComponents:
+    """Components for a profile: random tiny ones, or real weights through the loaders."""
+    if profile.model.kind == "tiny":
+        from .tiny import build_tiny_components
+
+        return build_tiny_components(profile.model.weights_seed, depth=profile.depth.enabled)
+    from ..weights import build_sd15_components
+
+    return build_sd15_components(profile)
+
+
+def build_engine(profile, device: str | None = None, dtype: str | None = None, **overrides) -> StreamEngine:
+    """A ready StreamEngine for ``profile`` (overrides: any EngineSettings field, e.g. pipelined=False)."""
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    components = build_components(profile)
+    settings = EngineSettings.from_profile(profile, **overrides)
+    log.info("engine: profile %s on %s (%s), %dx%d, T=%d, L=%d, Lw=%d", profile.name, dev, str(dt).removeprefix("torch."),
+             settings.width, settings.height, settings.steps, settings.window, settings.warmup)
+    return StreamEngine(components, settings, device=dev, dtype=dt)

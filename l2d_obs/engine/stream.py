@@ -1,0 +1,289 @@
+"""The frame-in, frame-out Live2Diff engine.
+
+    engine = build_engine(load_profile("tiny"))
+    for frame in frames:                 # Frame: HxWx3 uint8 RGB at engine.width x engine.height
+        for out in engine.push(frame):   # 0..n finished frames, each with its input's index
+            show(out)
+    leftovers = engine.flush()           # end of stream: everything still in flight
+
+The first output arrives once ``warmup`` frames are in (they are denoised together and all of them
+are returned); after that each push returns the frame that entered T-1 pushes earlier.
+The engine knows nothing of OBS, cameras or sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import EngineError, FrameSizeError
+from ..frames import Frame
+from .components import Live2DiffComponents
+from .denoiser import LatentJob, LCMSchedule, StreamBatchDenoiser, UNetCall
+from .depth import depth_to_vae_input
+from .temporal import patch_motion_modules
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Everything the engine needs from a profile (typed, so the engine never reads TOML)."""
+
+    width: int
+    height: int
+    prompt: str
+    t_index_list: tuple[int, ...]
+    num_inference_steps: int = 50
+    window: int = 16
+    warmup: int = 8
+    seed: int = 42
+    noise: str = "fixed"  # "fixed": the same noise for every frame; "fresh": new noise per frame
+    pipelined: bool = True  # stream batch; False = each frame through its T steps alone
+
+    @classmethod
+    def from_profile(cls, profile, **overrides) -> "EngineSettings":
+        values = dict(
+            width=profile.width,
+            height=profile.height,
+            prompt=profile.prompt,
+            t_index_list=tuple(profile.t_index_list),
+            num_inference_steps=profile.num_inference_steps,
+            window=profile.window,
+            warmup=profile.warmup,
+            seed=profile.seed,
+            noise=profile.noise,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def steps(self) -> int:
+        return len(self.t_index_list)
+
+
+@dataclass
+class EngineStats:
+    frames_in: int = 0
+    frames_out: int = 0
+    last_ms: float = 0.0  # wall time of the last push that produced output
+    mean_ms: float = 0.0  # running mean of steady-state pushes (after warmup)
+    warmup_ms: float = 0.0
+    cache_bytes: int = 0
+    steady_pushes: int = 0
+
+
+def _mix_seed(seed: int, index: int) -> int:
+    # A stable 63-bit mix of (seed, frame number): fresh noise that a seed reproduces exactly.
+    return (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9 + 1) % (2**63 - 1)
+
+
+class StreamEngine:
+    def __init__(
+        self,
+        components: Live2DiffComponents,
+        settings: EngineSettings,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if settings.width % 8 or settings.height % 8:
+            raise EngineError(f"resolution {settings.width}x{settings.height} is not a multiple of 8")
+        self.settings = settings
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.components = components
+        c = components
+        for module in (c.unet, c.vae, c.text_encoder, c.depth_encoder):
+            if module is not None:
+                module.to(device=self.device).eval().requires_grad_(False)
+                if next(module.parameters()).dtype != dtype:  # skip no-op casts (diffusers warns on them)
+                    module.to(dtype=dtype)
+        if c.depth_estimator is not None:
+            c.depth_estimator.to(self.device, dtype)
+        self.use_depth = c.depth_encoder is not None and c.depth_estimator is not None
+
+        self.context = patch_motion_modules(c.unet, settings.window, settings.warmup, settings.steps)
+        self._conv_in_residual: list = [None]
+        self._hook = c.unet.conv_in.register_forward_hook(self._add_conv_in_residual)
+        self.schedule = LCMSchedule.from_scheduler(c.scheduler, settings.t_index_list, settings.num_inference_steps).to(self.device)
+        self.prompt_embeds = self.encode_prompt(settings.prompt)
+        call = UNetCall(c.unet, self.context, self.prompt_embeds, self._conv_in_residual)
+        self.denoiser = StreamBatchDenoiser(call, self.schedule)
+        self.latent_scale = float(getattr(c.vae.config, "scaling_factor", 1.0))
+        self._fixed_noise: torch.Tensor | None = None
+        self._warmup_jobs: list[LatentJob] = []
+        self._next_number = 0  # frames pushed since reset: drives the per-frame noise
+        self.recent_inputs: deque[Frame] = deque(maxlen=settings.warmup)  # for re-warming after a switch
+        self.stats = EngineStats()
+
+    # -- properties ----------------------------------------------------------------------------------
+
+    @property
+    def width(self) -> int:
+        return self.settings.width
+
+    @property
+    def height(self) -> int:
+        return self.settings.height
+
+    @property
+    def warming_up(self) -> bool:
+        return self.context.steps[0].warmup_len == 0
+
+    @property
+    def latency_frames(self) -> int:
+        """Frames an output lags its input once streaming (T-1 in the stream batch)."""
+        return self.settings.steps - 1 if self.settings.pipelined else 0
+
+    # -- model plumbing ------------------------------------------------------------------------------
+
+    def _add_conv_in_residual(self, module, inputs, output):
+        residual = self._conv_in_residual[0]
+        return output if residual is None else output + residual
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        c = self.components
+        ids = c.tokenizer(
+            prompt, padding="max_length", max_length=c.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device)
+        if c.clip_skip <= 1:
+            return c.text_encoder(ids).last_hidden_state
+        hidden = c.text_encoder(ids, output_hidden_states=True).hidden_states[-c.clip_skip]
+        return c.text_encoder.text_model.final_layer_norm(hidden)
+
+    def _to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
+        """HxWx3 uint8 -> (1, 3, H, W) in [0, 1] on the engine's device and dtype."""
+        t = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        return t.permute(2, 0, 1).unsqueeze(0).to(self.dtype).div_(255.0)
+
+    @torch.no_grad()
+    def _encode(self, image01: torch.Tensor) -> torch.Tensor:
+        return self.components.vae.encode(image01 * 2 - 1).latents * self.latent_scale
+
+    @torch.no_grad()
+    def _decode(self, latent: torch.Tensor) -> np.ndarray:
+        image = self.components.vae.decode(latent / self.latent_scale).sample  # [-1, 1]
+        image = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return image[0].permute(1, 2, 0).cpu().numpy()
+
+    @torch.no_grad()
+    def _depth_residual(self, image01: torch.Tensor) -> torch.Tensor | None:
+        if not self.use_depth:
+            return None
+        c = self.components
+        depth = c.depth_estimator.estimate(image01)
+        depth_latent = self._encode((depth_to_vae_input(depth).to(self.dtype) + 1) / 2)
+        return c.depth_encoder(depth_latent)
+
+    def _noise_for(self, number: int, latent: torch.Tensor) -> torch.Tensor:
+        shape = (self.settings.steps, *latent.shape[1:])
+        if self.settings.noise == "fixed" and self._fixed_noise is not None:
+            return self._fixed_noise
+        seed = self.settings.seed if self.settings.noise == "fixed" else _mix_seed(self.settings.seed, number)
+        # Drawn on the CPU so a seed gives the same noise on every device.
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn(shape, generator=generator).to(device=self.device, dtype=self.dtype)
+        if self.settings.noise == "fixed":
+            self._fixed_noise = noise
+        return noise
+
+    def make_job(self, frame: Frame) -> LatentJob:
+        """Encode a frame (latent, depth residual, noise) into a job for the denoiser."""
+        if frame.pixels.shape[:2] != (self.height, self.width):
+            raise FrameSizeError(
+                f"frame is {frame.width}x{frame.height} but the engine runs at {self.width}x{self.height}; "
+                "fit frames to the profile's resolution first (l2d_obs.imageops.fit)"
+            )
+        image01 = self._to_tensor(frame.pixels)
+        latent = self._encode(image01)
+        job = LatentJob(
+            index=frame.index,
+            latent=latent,
+            noise=self._noise_for(self._next_number, latent),
+            cond=self._depth_residual(image01),
+            payload=frame,
+        )
+        self._next_number += 1
+        return job
+
+    def _finish(self, job: LatentJob) -> Frame:
+        frame: Frame = job.payload  # type: ignore[assignment]
+        self.stats.frames_out += 1
+        return frame.with_pixels(self._decode(job.denoised))
+
+    # -- the public API ------------------------------------------------------------------------------
+
+    def push(self, frame: Frame) -> list[Frame]:
+        """Feed one input frame; returns the frames that finished (in input order)."""
+        started = time.perf_counter()
+        self.stats.frames_in += 1
+        self.recent_inputs.append(frame)
+        job = self.make_job(frame)
+        if self.warming_up:
+            self._warmup_jobs.append(job)
+            if len(self._warmup_jobs) < self.settings.warmup:
+                return []
+            jobs, self._warmup_jobs = self._warmup_jobs, []
+            outputs = [self._finish(j) for j in self.denoiser.warmup(jobs)]
+            self.stats.warmup_ms = (time.perf_counter() - started) * 1000
+            self.stats.cache_bytes = self.context.cache_bytes()
+            return outputs
+        if self.settings.pipelined:
+            finished = self.denoiser.push(job)
+            outputs = [] if finished is None else [self._finish(finished)]
+        else:
+            outputs = [self._finish(self.denoiser.run_sequential(job))]
+        self._record(started)
+        return outputs
+
+    def flush(self) -> list[Frame]:
+        """End of stream: finish every pending frame (a short stream's partial warmup included)."""
+        outputs: list[Frame] = []
+        if self._warmup_jobs:
+            jobs, self._warmup_jobs = self._warmup_jobs, []
+            outputs += [self._finish(j) for j in self.denoiser.warmup(jobs)]
+        outputs += [self._finish(j) for j in self.denoiser.drain()]
+        # A flushed stream cannot continue (its warmup may be partial); start over cleanly.
+        self.reset()
+        return outputs
+
+    def reset(self) -> None:
+        """Drop every frame in flight and the KV cache; the next frame starts a new warmup."""
+        self.denoiser.reset()
+        self._warmup_jobs = []
+        self._next_number = 0
+        self.recent_inputs.clear()
+
+    def _record(self, started: float) -> None:
+        ms = (time.perf_counter() - started) * 1000
+        st = self.stats
+        st.last_ms = ms
+        st.steady_pushes += 1
+        st.mean_ms += (ms - st.mean_ms) / st.steady_pushes
+
+    # -- the oracle ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def reference_latents(self, frames: list[Frame]) -> list[torch.Tensor]:
+        """Denoise a whole sequence in one pass per step, every query frame gathering its own
+        streaming window with no cache. Returns the final latents, for equivalence tests."""
+        self.reset()
+        jobs = [self.denoiser.start(self.make_job(f)) for f in frames]
+        cond = None if jobs[0].cond is None else torch.cat([j.cond for j in jobs])
+        for step in range(self.schedule.num_steps):
+            self.context.begin_reference(len(jobs), device=self.device)
+            z = torch.cat([j.z for j in jobs])
+            eps = self.denoiser.call(z, self.schedule.timesteps[step], cond, frames_axis=True)
+            self.denoiser._update(jobs, eps, torch.full((len(jobs),), step, dtype=torch.long))
+        self.reset()
+        return [j.denoised for j in jobs]
+
+    def close(self) -> None:
+        self._hook.remove()
+        self.context.release()

@@ -1,0 +1,270 @@
+"""Style profiles: a TOML file per style, validated strictly at load.
+
+Every error names the file, the field and the reason. Unknown keys are rejected (a typo must not
+silently fall back to a default). User profiles (``$L2D_PROFILES_DIR`` or
+``~/.config/l2d-obs/profiles``) override the shipped ones in the repository's ``profiles/`` by name.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ProfileError
+
+SHIPPED_PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+
+NOISE_MODES = ("fixed", "fresh")
+MODEL_KINDS = ("tiny", "sd15")
+DEPTH_ESTIMATORS = ("dpt-hybrid", "depth-anything-small", "tiny")
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    source: str
+    scale: float = 1.0
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where the weights come from. ``kind = "tiny"`` builds a small random model from a config."""
+
+    kind: str = "sd15"
+    base: str = "hf:stable-diffusion-v1-5/stable-diffusion-v1-5"
+    motion: str = "hf:Leoxing/Live2Diff/live2diff.ckpt"
+    lcm_lora: str = "hf:latent-consistency/lcm-lora-sdv1-5/pytorch_lora_weights.safetensors"
+    vae: str = "hf:madebyollin/taesd"
+    loras: tuple[LoraSpec, ...] = ()
+    clip_skip: int = 2
+    weights_seed: int = 0  # tiny models only: seed of their random weights
+
+
+@dataclass(frozen=True)
+class DepthSpec:
+    enabled: bool = True
+    estimator: str = "dpt-hybrid"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    display_name: str
+    prompt: str
+    model: ModelSpec
+    depth: DepthSpec
+    trigger_words: tuple[str, ...] = ()
+    t_index_list: tuple[int, ...] = (32, 45)
+    num_inference_steps: int = 50
+    seed: int = 42
+    noise: str = "fixed"
+    width: int = 512
+    height: int = 512
+    window: int = 16
+    warmup: int = 8
+    source_path: Path | None = field(default=None, compare=False)
+
+    @property
+    def steps(self) -> int:
+        return len(self.t_index_list)
+
+
+# --- schema ------------------------------------------------------------------------------------
+
+_TOP_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "display_name": str,
+    "prompt": str,
+    "trigger_words": list,
+    "t_index_list": list,
+    "num_inference_steps": int,
+    "seed": int,
+    "noise": str,
+    "width": int,
+    "height": int,
+    "window": int,
+    "warmup": int,
+    "model": dict,
+    "depth": dict,
+}
+_MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "kind": str,
+    "base": str,
+    "motion": str,
+    "lcm_lora": str,
+    "vae": str,
+    "loras": list,
+    "clip_skip": int,
+    "weights_seed": int,
+}
+_LORA_KEYS: dict[str, type | tuple[type, ...]] = {"source": str, "scale": (int, float), "name": str}
+_DEPTH_KEYS: dict[str, type | tuple[type, ...]] = {"enabled": bool, "estimator": str}
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    names = {int: "integer", float: "number", str: "string", bool: "true/false", list: "list", dict: "table"}
+    if isinstance(t, tuple):
+        return " or ".join(names.get(x, x.__name__) for x in t)
+    return names.get(t, t.__name__)
+
+
+def _check_table(path: Path, prefix: str, table: dict[str, Any], schema: dict[str, Any]) -> None:
+    for key, value in table.items():
+        where = f"{prefix}{key}"
+        if key not in schema:
+            known = ", ".join(sorted(schema))
+            raise ProfileError(f"{path}: field '{where}': unknown key (known keys: {known})")
+        expected = schema[key]
+        # bool is an int in Python; never accept it where a number is expected.
+        if isinstance(value, bool) and expected is not bool:
+            raise ProfileError(f"{path}: field '{where}': expected {_type_name(expected)}, got true/false")
+        if not isinstance(value, expected):
+            raise ProfileError(
+                f"{path}: field '{where}': expected {_type_name(expected)}, got {type(value).__name__} {value!r}"
+            )
+
+
+def _fail(path: Path, field_name: str, reason: str) -> ProfileError:
+    return ProfileError(f"{path}: field '{field_name}': {reason}")
+
+
+def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profile:
+    """Validate a parsed TOML table and build a Profile. Raises ProfileError naming file and field."""
+    _check_table(path, "", data, _TOP_KEYS)
+    model_table = data.get("model", {})
+    _check_table(path, "model.", model_table, _MODEL_KEYS)
+    depth_table = data.get("depth", {})
+    _check_table(path, "depth.", depth_table, _DEPTH_KEYS)
+
+    loras: list[LoraSpec] = []
+    for i, lora in enumerate(model_table.get("loras", [])):
+        if not isinstance(lora, dict):
+            raise _fail(path, f"model.loras[{i}]", "expected a table with 'source' and 'scale'")
+        _check_table(path, f"model.loras[{i}].", lora, _LORA_KEYS)
+        if "source" not in lora:
+            raise _fail(path, f"model.loras[{i}].source", "missing")
+        loras.append(LoraSpec(source=lora["source"], scale=float(lora.get("scale", 1.0)), name=lora.get("name", "")))
+
+    model_kwargs = {k: v for k, v in model_table.items() if k != "loras"}
+    model = ModelSpec(**model_kwargs, loras=tuple(loras))
+    if model.kind not in MODEL_KINDS:
+        raise _fail(path, "model.kind", f"must be one of {', '.join(MODEL_KINDS)}, got {model.kind!r}")
+    if model.clip_skip < 1:
+        raise _fail(path, "model.clip_skip", "must be >= 1")
+
+    depth = DepthSpec(**depth_table)
+    if depth.estimator not in DEPTH_ESTIMATORS:
+        raise _fail(path, "depth.estimator", f"must be one of {', '.join(DEPTH_ESTIMATORS)}, got {depth.estimator!r}")
+
+    if "prompt" not in data or not data["prompt"].strip():
+        raise _fail(path, "prompt", "missing or empty")
+    trigger_words = data.get("trigger_words", [])
+    for i, word in enumerate(trigger_words):
+        if not isinstance(word, str) or not word.strip():
+            raise _fail(path, f"trigger_words[{i}]", "must be a non-empty string")
+    prompt_lower = data["prompt"].lower()
+    missing = [w for w in trigger_words if w.lower() not in prompt_lower]
+    if missing:
+        raise _fail(path, "prompt", f"does not contain the trigger word(s) {', '.join(map(repr, missing))}")
+
+    t_index_list = data.get("t_index_list", list(Profile.t_index_list))
+    num_steps = data.get("num_inference_steps", Profile.num_inference_steps)
+    if num_steps < 1:
+        raise _fail(path, "num_inference_steps", "must be >= 1")
+    if not t_index_list:
+        raise _fail(path, "t_index_list", "is empty: give at least one denoising step index, e.g. [32, 45]")
+    for i, idx in enumerate(t_index_list):
+        if isinstance(idx, bool) or not isinstance(idx, int):
+            raise _fail(path, f"t_index_list[{i}]", f"expected integer, got {idx!r}")
+        if not 0 <= idx < num_steps:
+            raise _fail(path, f"t_index_list[{i}]", f"{idx} is outside 0..{num_steps - 1} (num_inference_steps)")
+    if list(t_index_list) != sorted(set(t_index_list)):
+        raise _fail(path, "t_index_list", "must be strictly increasing (from most to least noise)")
+
+    noise = data.get("noise", Profile.noise)
+    if noise not in NOISE_MODES:
+        raise _fail(path, "noise", f"must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
+
+    width = data.get("width", Profile.width)
+    height = data.get("height", Profile.height)
+    for name, value in (("width", width), ("height", height)):
+        if value < 8 or value % 8:
+            raise _fail(path, name, f"must be a positive multiple of 8 (the VAE works in 8x8 blocks), got {value}")
+
+    window = data.get("window", Profile.window)
+    warmup = data.get("warmup", Profile.warmup)
+    if warmup < 1:
+        raise _fail(path, "warmup", f"must be >= 1, got {warmup}")
+    if warmup >= window:
+        raise _fail(path, "warmup", f"must be smaller than window ({window}), got {warmup}")
+
+    return Profile(
+        name=data.get("name", default_name),
+        display_name=data.get("display_name", data.get("name", default_name)),
+        prompt=data["prompt"],
+        model=model,
+        depth=depth,
+        trigger_words=tuple(trigger_words),
+        t_index_list=tuple(t_index_list),
+        num_inference_steps=num_steps,
+        seed=data.get("seed", Profile.seed),
+        noise=noise,
+        width=width,
+        height=height,
+        window=window,
+        warmup=warmup,
+        source_path=path,
+    )
+
+
+def load_profile_file(path: Path) -> Profile:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such profile file") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read profile: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: not valid TOML: {exc}") from None
+    return parse_profile(data, path, default_name=path.stem)
+
+
+def user_profiles_dir() -> Path:
+    env = os.environ.get("L2D_PROFILES_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "l2d-obs" / "profiles"
+
+
+def profile_search_path() -> list[Path]:
+    """Directories searched for profiles, highest priority first."""
+    return [user_profiles_dir(), SHIPPED_PROFILES_DIR]
+
+
+def available_profiles() -> dict[str, Path]:
+    """Profile name -> file, user profiles overriding shipped ones with the same name."""
+    found: dict[str, Path] = {}
+    for directory in reversed(profile_search_path()):
+        if directory.is_dir():
+            for file in sorted(directory.glob("*.toml")):
+                found[file.stem] = file
+    return dict(sorted(found.items()))
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """Load a profile by name (searching user then shipped profiles) or by path to a .toml file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or os.sep in name_or_path:
+        return load_profile_file(candidate)
+    profiles = available_profiles()
+    if name_or_path not in profiles:
+        known = ", ".join(profiles) or "none"
+        raise ProfileError(f"unknown profile '{name_or_path}' (available: {known}); see 'l2d-obs profiles list'")
+    return load_profile_file(profiles[name_or_path])

@@ -1,0 +1,60 @@
+"""The sink contract: ``open(width, height, fps)``, ``write(frame)`` for each published frame, ``close()``.
+
+Frames arrive already at the output size, paced by the daemon; a sink must not sleep to pace itself.
+``write`` may raise SinkError; the daemon counts it and keeps the other sinks going.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import cv2
+import numpy as np
+
+from ..frames import Frame
+
+
+class Sink(ABC):
+    @property
+    @abstractmethod
+    def name(self) -> str: ...
+
+    @abstractmethod
+    def open(self, width: int, height: int, fps: float) -> None: ...
+
+    @abstractmethod
+    def write(self, frame: Frame) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def status(self) -> dict:
+        """Extra fields for the status API (no secrets)."""
+        return {}
+
+
+class NullSink(Sink):
+    """Discards frames (benchmarks, or running only for the status line)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    @property
+    def name(self) -> str:
+        return "null"
+
+    def open(self, width: int, height: int, fps: float) -> None:
+        pass
+
+    def write(self, frame: Frame) -> None:
+        self.frames += 1
+
+    def close(self) -> None:
+        pass
+
+
+def encode_jpeg(pixels: np.ndarray, quality: int = 85) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()

@@ -1,0 +1,131 @@
+"""Motion modules (and Live2Diff's depth module) from the original AnimateDiff / Live2Diff key names.
+
+The original UNet3D names a motion module ``<block>.motion_modules.<i>.temporal_transformer.*`` with
+``attention_blocks.<n>`` / ``norms.<n>`` / ``ff_norm`` inside each transformer block, and one sinusoidal
+``pos_encoder.pe`` buffer per attention. diffusers' UNetMotionModel names the same weights
+``<block>.motion_modules.<i>.*`` with ``attn1/attn2``, ``norm1/norm2/norm3`` and one ``pos_embed.pe`` per
+transformer block. Live2Diff's checkpoint adds the depth encoder E_cond as ``flow_conv_in.*``
+(conv_in, blocks.0..5, conv_out: the same names as our DepthEncoder).
+
+Every key of the file is mapped, checked as a derived buffer, or reported: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from .checkpoint import StateDict, _short_list
+
+log = logging.getLogger(__name__)
+
+_MOTION_KEY = re.compile(
+    r"^(?P<block>down_blocks\.\d+|up_blocks\.\d+|mid_block)\.motion_modules\.(?P<idx>\d+)\.temporal_transformer\.(?P<rest>.+)$"
+)
+_BLOCK_KEY = re.compile(r"^transformer_blocks\.(?P<t>\d+)\.(?P<rest>.+)$")
+_ATTN_KEY = re.compile(r"^attention_blocks\.(?P<n>\d+)\.(?P<rest>.+)$")
+# Buffers the streaming attention of the official code derives from to_q/k/v(pe); we recompute them.
+_DERIVED_PE = ("q_pe", "k_pe", "v_pe")
+
+
+@dataclass
+class MotionWeights:
+    """Motion-module weights in UNetMotionModel key names, plus E_cond when the file has one."""
+
+    unet_state: StateDict  # keys as in UNetMotionModel.state_dict() (motion modules only)
+    depth_state: StateDict | None  # keys as in DepthEncoder.state_dict(), None without flow_conv_in
+    max_seq_length: int  # length of the sinusoidal PE table (24 for AnimateDiff v1 and Live2Diff)
+    has_mid_block: bool
+    source_file: Path
+
+
+def _map_block_rest(rest: str) -> tuple[str | None, str | None]:
+    """Name inside one temporal transformer block -> (diffusers name, pe role) ; (None, None) if unknown."""
+    attn = _ATTN_KEY.match(rest)
+    if attn:
+        n, inner = int(attn["n"]), attn["rest"]
+        if n > 1:
+            return None, None
+        if inner == "pos_encoder.pe":
+            return None, "pe"
+        if inner in _DERIVED_PE:
+            return None, "derived"
+        if re.fullmatch(r"to_[qkv]\.weight|to_out\.0\.(weight|bias)", inner):
+            return f"attn{n + 1}.{inner}", None
+        return None, None
+    norm = re.fullmatch(r"norms\.(\d)\.(weight|bias)", rest)
+    if norm and int(norm[1]) <= 1:
+        return f"norm{int(norm[1]) + 1}.{norm[2]}", None
+    if re.fullmatch(r"ff_norm\.(weight|bias)", rest):
+        return "norm3." + rest.split(".")[1], None
+    if re.fullmatch(r"ff\.net\.(0\.proj|2)\.(weight|bias)", rest):
+        return rest, None
+    return None, None
+
+
+def map_original_motion_checkpoint(state: StateDict, file: Path) -> MotionWeights:
+    """Map an original AnimateDiff motion-module file or a live2diff.ckpt onto diffusers/our names."""
+    unet_state: StateDict = {}
+    depth_state: StateDict = {}
+    pe_tables: dict[str, list[torch.Tensor]] = {}
+    unknown: list[str] = []
+    skipped_grid = 0
+    for raw_key, tensor in state.items():
+        key = raw_key[len("module."):] if raw_key.startswith("module.") else raw_key
+        if "grid" in key.split("."):
+            # The official loader drops these non-learned sampling grids too; nothing in the model uses them.
+            skipped_grid += 1
+            continue
+        if key.startswith("flow_conv_in."):
+            depth_state[key[len("flow_conv_in."):]] = tensor
+            continue
+        m = _MOTION_KEY.match(key)
+        if not m:
+            unknown.append(raw_key)
+            continue
+        prefix = f"{m['block']}.motion_modules.{m['idx']}"
+        rest = m["rest"]
+        if re.fullmatch(r"(norm|proj_in|proj_out)\.(weight|bias)", rest):
+            unet_state[f"{prefix}.{rest}"] = tensor
+            continue
+        b = _BLOCK_KEY.match(rest)
+        mapped, role = _map_block_rest(b["rest"]) if b else (None, None)
+        if mapped is not None:
+            unet_state[f"{prefix}.transformer_blocks.{b['t']}.{mapped}"] = tensor
+        elif role == "pe":
+            pe_tables.setdefault(f"{prefix}.transformer_blocks.{b['t']}.pos_embed.pe", []).append(tensor)
+        elif role != "derived":
+            unknown.append(raw_key)
+    if unknown:
+        raise CheckpointError(
+            f"{file}: not an AnimateDiff/Live2Diff motion-module checkpoint: "
+            f"{len(unknown)} unexpected key(s): {_short_list(sorted(unknown))}"
+        )
+    if not unet_state:
+        raise CheckpointError(f"{file}: holds no motion-module weights (no '*.motion_modules.*.temporal_transformer.*' keys)")
+    if skipped_grid:
+        log.debug("%s: ignored %d 'grid' buffer(s)", file, skipped_grid)
+
+    lengths: set[int] = set()
+    for name, tables in pe_tables.items():
+        # diffusers keeps one PE table per transformer block; the original keeps one per attention.
+        if any(t.shape != tables[0].shape or not torch.equal(t, tables[0]) for t in tables[1:]):
+            raise CheckpointError(f"{file}: the positional-encoding tables of '{name}' differ between its attentions")
+        unet_state[name] = tables[0]
+        lengths.add(int(tables[0].shape[1]))
+    if len(lengths) > 1:
+        raise CheckpointError(f"{file}: motion modules disagree on the positional-encoding length: {sorted(lengths)}")
+    max_seq_length = lengths.pop() if lengths else 24
+    has_mid = any(k.startswith("mid_block.") for k in unet_state)
+    return MotionWeights(
+        unet_state=unet_state,
+        depth_state=depth_state or None,
+        max_seq_length=max_seq_length,
+        has_mid_block=has_mid,
+        source_file=file,
+    )

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ holds the shared obs_harness module
+
+from obs_harness import OBSHarness, obs_fixture_body  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def obs_session(tmp_path_factory) -> OBSHarness:
+    """One OBS for the daemon tests (starting it takes ~1 s; tests use unique scene/input names)."""
+    yield from obs_fixture_body(tmp_path_factory.mktemp("obs"))
+
+
+@pytest.fixture
+def obs(obs_session: OBSHarness) -> OBSHarness:
+    """The session OBS, restarted first if a previous test stopped or killed it."""
+    if obs_session._obs is None or obs_session._obs.poll() is not None:
+        obs_session.start()
+    return obs_session
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path, monkeypatch):
+    """Keep daemons' control files and config lookups out of the real home."""
+    monkeypatch.setenv("L2D_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("L2D_CONFIG", str(tmp_path / "no-config.toml"))
+    for var in ("L2D_OBS_HOST", "L2D_OBS_PORT", "L2D_OBS_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
