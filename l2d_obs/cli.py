@@ -43,6 +43,9 @@ def _root(
 def _register_commands() -> None:
     # Each area keeps its commands in its own module; importing registers them on `app`.
     from .commands import engine_cmds  # noqa: F401
+    from .commands import daemon_cmds  # noqa: F401
+    from .commands import models_cmds  # noqa: F401
+    from .commands import profiles_cmds  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

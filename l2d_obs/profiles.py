@@ -8,12 +8,13 @@ silently fall back to a default). User profiles (``$L2D_PROFILES_DIR`` or
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ProfileError
+from .errors import ConfigError, ProfileError
 
 SHIPPED_PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
@@ -27,6 +28,7 @@ class LoraSpec:
     source: str
     scale: float = 1.0
     name: str = ""
+    sha256: str | None = None  # checked on download and by 'models verify'
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,20 @@ class ModelSpec:
     loras: tuple[LoraSpec, ...] = ()
     clip_skip: int = 2
     weights_seed: int = 0  # tiny models only: seed of their random weights
+    # A diffusers-layout config folder for a single-file base (default: the shipped SD1.5 configs).
+    base_config: str | None = None
+    base_sha256: str | None = None
+    motion_sha256: str | None = None
+    lcm_lora_sha256: str | None = None
+    lcm_lora_scale: float = 1.0
+    motion_heads: int = 8  # attention heads of the motion modules (8 in AnimateDiff v1 and Live2Diff)
 
 
 @dataclass(frozen=True)
 class DepthSpec:
     enabled: bool = True
     estimator: str = "dpt-hybrid"
+    source: str | None = None  # overrides the estimator's default repository (a transformers folder)
 
 
 @dataclass(frozen=True)
@@ -65,11 +75,22 @@ class Profile:
     height: int = 512
     window: int = 16
     warmup: int = 8
+    prompt_template: str = ""  # the prompt as written in the file, before {trigger_words} is filled in
     source_path: Path | None = field(default=None, compare=False)
 
     @property
     def steps(self) -> int:
         return len(self.t_index_list)
+
+    @property
+    def strength(self) -> float:
+        """StreamDiffusion-style img2img strength implied by the first denoising index on the grid."""
+        return implied_strength(self.t_index_list, self.num_inference_steps)
+
+
+def implied_strength(t_index_list: tuple[int, ...] | list[int], num_inference_steps: int) -> float:
+    # Index i on an N-step grid starts denoising at 1 - i/N of the full noise schedule.
+    return 1.0 - t_index_list[0] / num_inference_steps
 
 
 # --- schema ------------------------------------------------------------------------------------
@@ -87,6 +108,7 @@ _TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "height": int,
     "window": int,
     "warmup": int,
+    "strength": (int, float),
     "model": dict,
     "depth": dict,
 }
@@ -99,9 +121,16 @@ _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
     "loras": list,
     "clip_skip": int,
     "weights_seed": int,
+    "base_config": str,
+    "base_sha256": str,
+    "motion_sha256": str,
+    "lcm_lora_sha256": str,
+    "lcm_lora_scale": (int, float),
+    "motion_heads": int,
 }
-_LORA_KEYS: dict[str, type | tuple[type, ...]] = {"source": str, "scale": (int, float), "name": str}
-_DEPTH_KEYS: dict[str, type | tuple[type, ...]] = {"enabled": bool, "estimator": str}
+_LORA_KEYS: dict[str, type | tuple[type, ...]] = {"source": str, "scale": (int, float), "name": str, "sha256": str}
+_DEPTH_KEYS: dict[str, type | tuple[type, ...]] = {"enabled": bool, "estimator": str, "source": str}
+TRIGGER_PLACEHOLDER = "{trigger_words}"
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -146,14 +175,26 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
         _check_table(path, f"model.loras[{i}].", lora, _LORA_KEYS)
         if "source" not in lora:
             raise _fail(path, f"model.loras[{i}].source", "missing")
-        loras.append(LoraSpec(source=lora["source"], scale=float(lora.get("scale", 1.0)), name=lora.get("name", "")))
+        loras.append(
+            LoraSpec(
+                source=lora["source"],
+                scale=float(lora.get("scale", 1.0)),
+                name=lora.get("name", ""),
+                sha256=lora.get("sha256"),
+            )
+        )
 
     model_kwargs = {k: v for k, v in model_table.items() if k != "loras"}
+    if "lcm_lora_scale" in model_kwargs:
+        model_kwargs["lcm_lora_scale"] = float(model_kwargs["lcm_lora_scale"])
     model = ModelSpec(**model_kwargs, loras=tuple(loras))
     if model.kind not in MODEL_KINDS:
         raise _fail(path, "model.kind", f"must be one of {', '.join(MODEL_KINDS)}, got {model.kind!r}")
     if model.clip_skip < 1:
         raise _fail(path, "model.clip_skip", "must be >= 1")
+    if model.motion_heads < 1:
+        raise _fail(path, "model.motion_heads", "must be >= 1")
+    _check_sources(path, model, depth_table)
 
     depth = DepthSpec(**depth_table)
     if depth.estimator not in DEPTH_ESTIMATORS:
@@ -165,10 +206,7 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
     for i, word in enumerate(trigger_words):
         if not isinstance(word, str) or not word.strip():
             raise _fail(path, f"trigger_words[{i}]", "must be a non-empty string")
-    prompt_lower = data["prompt"].lower()
-    missing = [w for w in trigger_words if w.lower() not in prompt_lower]
-    if missing:
-        raise _fail(path, "prompt", f"does not contain the trigger word(s) {', '.join(map(repr, missing))}")
+    prompt = _expand_prompt(path, data["prompt"], trigger_words)
 
     t_index_list = data.get("t_index_list", list(Profile.t_index_list))
     num_steps = data.get("num_inference_steps", Profile.num_inference_steps)
@@ -194,6 +232,9 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
         if value < 8 or value % 8:
             raise _fail(path, name, f"must be a positive multiple of 8 (the VAE works in 8x8 blocks), got {value}")
 
+    if "strength" in data:
+        _check_strength(path, float(data["strength"]), t_index_list, num_steps)
+
     window = data.get("window", Profile.window)
     warmup = data.get("warmup", Profile.warmup)
     if warmup < 1:
@@ -204,7 +245,8 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
     return Profile(
         name=data.get("name", default_name),
         display_name=data.get("display_name", data.get("name", default_name)),
-        prompt=data["prompt"],
+        prompt=prompt,
+        prompt_template=data["prompt"],
         model=model,
         depth=depth,
         trigger_words=tuple(trigger_words),
@@ -218,6 +260,67 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
         warmup=warmup,
         source_path=path,
     )
+
+
+def _check_sources(path: Path, model: ModelSpec, depth_table: dict[str, Any]) -> None:
+    """Source strings and sha256 values must parse now, not when a download starts."""
+    from .weights.hashing import is_sha256
+    from .weights.sources import parse_source
+
+    fields = [("model.base", model.base), ("model.motion", model.motion), ("model.lcm_lora", model.lcm_lora),
+              ("model.vae", model.vae)]  # fmt: skip
+    fields += [(f"model.loras[{i}].source", lora.source) for i, lora in enumerate(model.loras)]
+    if "source" in depth_table:
+        fields.append(("depth.source", depth_table["source"]))
+    for name, text in fields:
+        try:
+            parse_source(text)
+        except ConfigError as exc:
+            raise _fail(path, name, str(exc)) from None
+    hashes = [(f"model.{k}", getattr(model, k)) for k in ("base_sha256", "motion_sha256", "lcm_lora_sha256")]
+    hashes += [(f"model.loras[{i}].sha256", lora.sha256) for i, lora in enumerate(model.loras)]
+    for name, value in hashes:
+        if value is not None and not is_sha256(value.lower()):
+            raise _fail(path, name, f"not a sha256 (64 hex digits): {value!r}")
+
+
+def _expand_prompt(path: Path, template: str, trigger_words: list[str]) -> str:
+    """Fill ``{trigger_words}``; without the placeholder every trigger word must be written in the prompt.
+
+    A style LoRA or DreamBooth model only shows its style when its trigger words are in the prompt, so a
+    profile that declares them must use them.
+    """
+    placeholders = set(re.findall(r"\{([^{}]*)\}", template))
+    unknown = placeholders - {TRIGGER_PLACEHOLDER.strip("{}")}
+    if unknown:
+        raise _fail(path, "prompt", f"unknown placeholder(s) {', '.join('{' + u + '}' for u in sorted(unknown))}; only {TRIGGER_PLACEHOLDER} is known")
+    if TRIGGER_PLACEHOLDER in template:
+        if not trigger_words:
+            raise _fail(path, "prompt", f"uses {TRIGGER_PLACEHOLDER} but trigger_words is empty")
+        return template.replace(TRIGGER_PLACEHOLDER, ", ".join(trigger_words))
+    lowered = template.lower()
+    missing = [w for w in trigger_words if w.lower() not in lowered]
+    if missing:
+        raise _fail(
+            path,
+            "prompt",
+            f"does not contain the trigger word(s) {', '.join(map(repr, missing))}; add them or write {TRIGGER_PLACEHOLDER}",
+        )
+    return template
+
+
+def _check_strength(path: Path, strength: float, t_index_list: list[int], num_steps: int) -> None:
+    # strength is not a free knob: it is fixed by t_index_list[0]; a stated value must agree with it.
+    if not 0.0 < strength <= 1.0:
+        raise _fail(path, "strength", f"must be in (0, 1], got {strength}")
+    implied = implied_strength(t_index_list, num_steps)
+    if abs(strength - implied) > 0.5 / num_steps:
+        raise _fail(
+            path,
+            "strength",
+            f"{strength} contradicts t_index_list[0]={t_index_list[0]} on a {num_steps}-step grid, which means "
+            f"strength {implied:.3f}; change one of them",
+        )
 
 
 def load_profile_file(path: Path) -> Profile:

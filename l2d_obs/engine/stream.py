@@ -222,9 +222,9 @@ class StreamEngine:
     def push(self, frame: Frame) -> list[Frame]:
         """Feed one input frame; returns the frames that finished (in input order)."""
         started = time.perf_counter()
+        job = self.make_job(frame)  # validates the frame before anything is counted or kept
         self.stats.frames_in += 1
         self.recent_inputs.append(frame)
-        job = self.make_job(frame)
         if self.warming_up:
             self._warmup_jobs.append(job)
             if len(self._warmup_jobs) < self.settings.warmup:
@@ -266,6 +266,27 @@ class StreamEngine:
         st.last_ms = ms
         st.steady_pushes += 1
         st.mean_ms += (ms - st.mean_ms) / st.steady_pushes
+
+    @torch.no_grad()
+    def stream_latents(self, frames: list[Frame]) -> list[torch.Tensor]:
+        """Run a sequence through the streaming path (warmup, then the stream batch or sequential
+        schedule as configured, then drain) and return each frame's final latent, in input order."""
+        self.reset()
+        jobs = [self.make_job(f) for f in frames]
+        warm = jobs[: self.settings.warmup]
+        finished = list(self.denoiser.warmup(warm))
+        for job in jobs[len(warm) :]:
+            if self.settings.pipelined:
+                done = self.denoiser.push(job)
+                if done is not None:
+                    finished.append(done)
+            else:
+                finished.append(self.denoiser.run_sequential(job))
+        finished += self.denoiser.drain()
+        self.reset()
+        if [j.index for j in finished] != [f.index for f in frames]:
+            raise EngineError("frames left the pipeline out of order")  # an invariant, never expected
+        return [j.denoised for j in finished]
 
     # -- the oracle ----------------------------------------------------------------------------------
 

@@ -140,6 +140,21 @@ def randomise_depth_encoder_output(encoder: DepthEncoder, generator: torch.Gener
         encoder.conv_out.bias.normal_(0.0, std, generator=generator)
 
 
+def normalise_vae_latents(vae, generator: torch.Generator) -> None:
+    """Scale the random encoder's last conv so latents have about unit spread, as SD latents do.
+
+    Random weights give latents ~0.06 wide, which the SDEdit noise would drown: the input picture
+    would barely matter and every test of content flow would be weak.
+    """
+    last_conv = [m for m in vae.encoder.modules() if isinstance(m, nn.Conv2d)][-1]
+    with torch.no_grad():
+        probe = torch.rand(4, 3, 64, 64, generator=generator) * 2 - 1
+        spread = float(vae.encode(probe).latents.std())
+        last_conv.weight.mul_(1.0 / spread)
+        if last_conv.bias is not None:
+            last_conv.bias.mul_(1.0 / spread)
+
+
 def build_tiny_components(weights_seed: int = 0, depth: bool = True, sizes: TinySizes = TinySizes()) -> Live2DiffComponents:
     """All parts at toy size; the same seed gives bit-identical weights on every machine."""
     with torch.random.fork_rng(devices=[]):
@@ -150,6 +165,7 @@ def build_tiny_components(weights_seed: int = 0, depth: bool = True, sizes: Tiny
         text_encoder = build_tiny_text_encoder(len(tokenizer), sizes)
         generator = torch.Generator().manual_seed(weights_seed + 1)
         make_motion_modules_matter(unet, generator)
+        normalise_vae_latents(vae, generator)
         depth_encoder = None
         depth_estimator = None
         if depth:

@@ -70,18 +70,22 @@ def load_tokenizer(tokenizer_dir: Path) -> "CLIPTokenizer":  # noqa: F821
         if not (tokenizer_dir / name).is_file():
             raise MissingWeightsError(f"{tokenizer_dir / name}: CLIP tokenizer file missing")
     # SD1.5 prompts are 77 tokens; a folder without tokenizer_config.json would default to a huge max length.
-    return CLIPTokenizer(
-        vocab_file=str(tokenizer_dir / "vocab.json"), merges_file=str(tokenizer_dir / "merges.txt"), model_max_length=77
-    )
+    return CLIPTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True, model_max_length=77)
 
 
-def normalise_clip_keys(state: StateDict) -> StateDict:
-    """Older transformers saved CLIPTextModel weights without the 'text_model.' prefix; position_ids is a buffer."""
+def normalise_clip_keys(state: StateDict, model: "CLIPTextModel") -> StateDict:  # noqa: F821
+    """CLIP weights in the key style of ``model``.
+
+    Files name them ``text_model.*`` (older ones without the prefix); transformers 5's CLIPTextModel has
+    no ``text_model`` wrapper. ``position_ids`` is a constant buffer, not a weight.
+    """
+    wants_prefix = any(k.startswith("text_model.") for k in model.state_dict())
     out: StateDict = {}
     for key, tensor in state.items():
         if key.endswith("embeddings.position_ids"):
             continue
-        out[key if key.startswith("text_model.") else f"text_model.{key}"] = tensor
+        bare = key[len("text_model."):] if key.startswith("text_model.") else key
+        out[f"text_model.{bare}" if wants_prefix else bare] = tensor
     return out
 
 
@@ -99,7 +103,7 @@ def load_diffusers_folder(folder: Path) -> BaseModel:
     unet_state = read_state_dict(unet_file)
     text_encoder = new_text_encoder(folder / "text_encoder")
     te_file = _weights_file(folder / "text_encoder", ("model.safetensors", "pytorch_model.bin"))
-    te_state = normalise_clip_keys(read_state_dict(te_file))
+    te_state = normalise_clip_keys(read_state_dict(te_file), text_encoder)
     check_state_dict(unet, unet_state, unet_file, "SD1.5 UNet")
     check_state_dict(text_encoder, te_state, te_file, "CLIP text encoder")
     unet.load_state_dict(unet_state, strict=True)
@@ -134,9 +138,7 @@ def convert_ldm_checkpoint(state: StateDict, file: Path, unet_config: dict) -> t
     # diffusers' converter skips names it does not know; tensors it did not carry over are reported.
     carried = {id(t) for t in unet_state.values()}
     leftover = sorted(k for k, v in unet_src.items() if id(v) not in carried)
-    clip_state = normalise_clip_keys(
-        {k[len(LDM_CLIP_PREFIX):]: v for k, v in state.items() if k.startswith(LDM_CLIP_PREFIX)}
-    )
+    clip_state = {k[len(LDM_CLIP_PREFIX):]: v for k, v in state.items() if k.startswith(LDM_CLIP_PREFIX)}
     other = sorted(
         k
         for k in state
@@ -157,6 +159,7 @@ def load_single_file(file: Path, config_dir: Path = SD15_CONFIG_DIR) -> BaseMode
     unet_state, clip_state = convert_ldm_checkpoint(state, file, unet_config)
     unet = new_unet2d(config_dir / "unet")
     text_encoder = new_text_encoder(config_dir / "text_encoder")
+    clip_state = normalise_clip_keys(clip_state, text_encoder)
     check_state_dict(unet, unet_state, file, "SD1.5 UNet")
     check_state_dict(text_encoder, clip_state, file, "CLIP text encoder")
     unet.load_state_dict(unet_state, strict=True)

@@ -129,3 +129,41 @@ def map_original_motion_checkpoint(state: StateDict, file: Path) -> MotionWeight
         has_mid_block=has_mid,
         source_file=file,
     )
+
+
+def build_motion_unet(unet2d: "UNet2DConditionModel", motion: MotionWeights, num_heads: int = 8) -> "UNetMotionModel":  # noqa: F821
+    """A UNetMotionModel with ``unet2d``'s weights and ``motion``'s motion modules (all keys checked first)."""
+    from diffusers import MotionAdapter, UNetMotionModel
+
+    cfg = unet2d.config
+    adapter = MotionAdapter(
+        block_out_channels=tuple(cfg.block_out_channels),
+        motion_layers_per_block=cfg.layers_per_block,
+        motion_num_attention_heads=num_heads,
+        motion_norm_num_groups=cfg.norm_num_groups,  # diffusers uses the UNet's group count anyway
+        motion_max_seq_length=motion.max_seq_length,
+        use_motion_mid_block=motion.has_mid_block,
+    )
+    model = UNetMotionModel.from_unet2d(unet2d, adapter)
+    expected = {k: v for k, v in model.state_dict().items() if ".motion_modules." in k}
+    missing = sorted(set(expected) - set(motion.unet_state))
+    unexpected = sorted(set(motion.unet_state) - set(expected))
+    wrong = sorted(
+        f"{k} {tuple(motion.unet_state[k].shape)} != {tuple(expected[k].shape)}"
+        for k in set(expected) & set(motion.unet_state)
+        if motion.unet_state[k].shape != expected[k].shape
+    )
+    problems = []
+    if wrong:
+        problems.append(f"{len(wrong)} tensor(s) of the wrong shape: {_short_list(wrong)}")
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_short_list(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_short_list(unexpected)}")
+    if problems:
+        raise CheckpointError(
+            f"{motion.source_file}: motion modules do not fit this UNet (made for another base?): " + "; ".join(problems)
+        )
+    result = model.load_state_dict(motion.unet_state, strict=False)
+    assert not result.unexpected_keys
+    return model.eval()

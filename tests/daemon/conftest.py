@@ -1,13 +1,9 @@
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ holds the shared obs_harness module
-
-from obs_harness import OBSHarness, obs_fixture_body  # noqa: E402
+# The repository root is on sys.path (pyproject: pythonpath = ["."]), so tests/ imports as a namespace package.
+from tests.obs_harness import OBSHarness, obs_fixture_body
 
 
 @pytest.fixture(scope="session")

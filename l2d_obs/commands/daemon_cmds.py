@@ -1,0 +1,147 @@
+"""`l2d-obs start | status | stop | doctor` — run the daemon and talk to it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from ..cli import app
+from ..config import load_settings
+from ..errors import ConfigError, ControlError, L2DError
+
+log = logging.getLogger("l2d_obs.daemon")
+
+
+def _size(value: str | None, option: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    w, sep, h = value.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 8 or int(h) < 8:
+        raise ConfigError(f"{option} must look like 1280x720, got {value!r}")
+    return int(w), int(h)
+
+
+@app.command()
+def start(
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Style profile name or .toml path.")] = "tiny",
+    source: Annotated[str, typer.Option("--source", "-s", help="obs:NAME, device:N, /dev/videoN, file:PATH or pattern.")] = "device:0",
+    output: Annotated[Optional[list[str]], typer.Option("--output", "-o", help="vcam[:DEVICE], obs[:SCENE], mjpeg[:PORT], file:PATH, null. Repeat for several.")] = None,
+    frames: Annotated[Optional[int], typer.Option("--frames", help="Stop after this many output frames.")] = None,
+    size: Annotated[Optional[str], typer.Option("--size", help="Output size WxH (default: the source's size).")] = None,
+    fps: Annotated[float, typer.Option("--fps", help="Capture rate for obs: and pattern sources.")] = 30.0,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait (with backoff) for OBS or the camera instead of failing.")] = False,
+    control_port: Annotated[Optional[int], typer.Option("--control-port", help="Port of the local control API (default 47811; 0 = any free port).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="Torch device for the engine (cuda, mps, cpu).")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="Engine precision (float16, float32).")] = None,
+    obs_scene: Annotated[Optional[str], typer.Option("--obs-scene", help="Scene for the obs output's Media Source (default: current program scene).")] = None,
+    obs_input: Annotated[str, typer.Option("--obs-input", help="Name of the Media Source the obs output manages.")] = "l2d-obs output",
+    obs_return_port: Annotated[int, typer.Option("--obs-return-port", help="Local TCP port OBS reads the output from (0 = any free port).")] = 0,
+    camera_size: Annotated[Optional[str], typer.Option("--camera-size", help="Requested camera resolution WxH.")] = None,
+    camera_fps: Annotated[Optional[float], typer.Option("--camera-fps", help="Requested camera frame rate.")] = None,
+    camera_fourcc: Annotated[Optional[str], typer.Option("--camera-fourcc", help="Requested camera pixel format, e.g. MJPG.")] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Loop a file: source.")] = False,
+    pace: Annotated[bool, typer.Option("--pace/--no-pace", help="Play a file: source at its frame rate (or as fast as possible).")] = True,
+    vcam_backend: Annotated[Optional[str], typer.Option("--vcam-backend", help="pyvirtualcam backend (default: the first that works).")] = None,
+) -> None:
+    """Start styling: capture, run the engine, publish. Ctrl+C stops it."""
+    from ..daemon import Daemon, DaemonConfig, default_engine_factory
+    from ..profiles import load_profile
+    from ..sinks import SinkOptions, make_sink
+    from ..sources import SourceOptions, make_source
+
+    settings = load_settings(control_port=control_port)
+    prof = load_profile(profile)
+    src = make_source(source, settings.obs, SourceOptions(
+        fps=fps, camera_size=_size(camera_size, "--camera-size"), camera_fps=camera_fps,
+        camera_fourcc=camera_fourcc, file_pace=pace, file_loop=loop,
+    ))
+    sink_opts = SinkOptions(obs_scene=obs_scene, obs_input=obs_input, obs_return_port=obs_return_port,
+                            vcam_backend=vcam_backend, wait=wait)
+    sinks = [make_sink(spec, settings.obs, sink_opts) for spec in (output or ["vcam"])]
+    if frames is not None and frames < 1:
+        raise ConfigError("--frames must be at least 1")
+    daemon = Daemon(prof, src, sinks, default_engine_factory(device, dtype), DaemonConfig(
+        max_frames=frames, output_size=_size(size, "--size"), wait=wait, control_port=settings.control_port,
+    ))
+    logging.getLogger("l2d_obs.daemon").setLevel(min(logging.INFO, logging.getLogger().level or logging.INFO))
+
+    def on_signal(signum: int, _frame: object) -> None:
+        daemon.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        final = daemon.run()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    log.info("stopped after %d frames (dropped %d input frames)", final["frames_published"], final["dropped_input"])
+
+
+def _format_status(st: dict) -> str:
+    lines = [
+        f"pid {st['pid']}  {st['state']}  profile {st['profile']}  up {st['uptime_s']:.0f} s",
+        f"source  {st['source']} ({st['source_state']})",
+        "outputs " + ", ".join(s["name"] for s in st["sinks"]) + f"  at {st['output_size'][0]}x{st['output_size'][1]}",
+        f"fps     in {st['fps_in']:.1f}  out {st['fps_out']:.1f}  (target {st['fps_target']:.1f})",
+        f"engine  {st['engine_ms']:.0f} ms (mean {st['engine_ms_mean']:.0f} ms)",
+        f"latency {st['latency_ms']:.0f} ms capture->publish",
+        f"frames  published {st['frames_published']}  repeated {st['frames_repeated']}  dropped {st['dropped_input']}"
+        f"  corrupt {st['corrupt_frames']}  reconnects {st['reconnects']}",
+    ]
+    if st.get("switch"):
+        sw = st["switch"]
+        lines.append(f"switch  {sw.get('profile')}: {sw.get('state')}" + (f" ({sw['error']})" if sw.get("error") else ""))
+    return "\n".join(lines)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON status.")] = False,
+) -> None:
+    """Show what a running daemon is doing."""
+    from ..control.client import ControlClient
+
+    st = ControlClient().status()
+    typer.echo(json.dumps(st, indent=2) if as_json else _format_status(st))
+
+
+@app.command()
+def stop(
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the daemon to exit.")] = 10.0,
+) -> None:
+    """Stop a running daemon."""
+    from ..control.client import ControlClient, _pid_alive
+
+    client = ControlClient()
+    client.stop()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(client.info.pid):
+            typer.echo(f"stopped daemon (pid {client.info.pid})")
+            return
+        time.sleep(0.1)
+    raise ControlError(f"daemon (pid {client.info.pid}) did not exit within {timeout:.0f} s; kill it with 'kill {client.info.pid}'")
+
+
+@app.command()
+def doctor(
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Profile whose model files to check.")] = "tiny",
+) -> None:
+    """Check GPU, virtual camera, OBS connection and model files, and say what to fix."""
+    from ..doctor import run_checks
+
+    checks = run_checks(profile)
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        typer.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name.ljust(width)}  {c.detail}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        typer.echo(f"{len(failed)} problem(s) found.", err=True)
+        raise typer.Exit(1)

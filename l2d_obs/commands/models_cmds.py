@@ -1,0 +1,137 @@
+"""`l2d-obs models download | list | verify` — the weight files profiles need."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..cli import app
+from ..errors import L2DError, ModelError
+from ..profiles import Profile, available_profiles, load_profile
+from ..weights.download import fetch
+from ..weights.hashing import sha256_file
+from ..weights.plan import Requirement, profile_requirements
+from ..weights.store import download_command, models_dir, resolve
+
+log = logging.getLogger(__name__)
+
+models_app = typer.Typer(help="Download, list and verify model weights (cache: $L2D_MODELS_DIR).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+ProfileOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--profile", "-p", help="Profile name or .toml path (repeatable; default: every profile)."),
+]
+
+
+def _profiles(names: list[str] | None) -> list[Profile]:
+    if names:
+        return [load_profile(n) for n in names]
+    return [load_profile(n) for n in available_profiles()]
+
+
+def _size(path: Path) -> str:
+    if path.is_dir():
+        total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    else:
+        total = path.stat().st_size
+    return f"{total / 2**20:,.1f} MiB"
+
+
+@models_app.command("download")
+def download(profile: ProfileOption = None) -> None:
+    """Fetch every file the profile(s) need that is not in the cache yet (resumes partial downloads)."""
+    failures = 0
+    for prof in _profiles(profile):
+        reqs = profile_requirements(prof)
+        if not reqs:
+            typer.echo(f"{prof.name}: nothing to download (model.kind = {prof.model.kind})")
+            continue
+        for req in reqs:
+            typer.echo(f"{prof.name}: {req.field} <- {req.source}")
+            try:
+                path = fetch(req, prof.name)
+            except L2DError as exc:
+                failures += 1
+                typer.echo(f"  FAILED: {exc}", err=True)
+                continue
+            typer.echo(f"  ok: {path}")
+    if failures:
+        raise ModelError(f"{failures} download(s) failed (see above); run the command again to resume")
+
+
+@models_app.command("list")
+def list_models(profile: ProfileOption = None) -> None:
+    """Show, per profile, where each file comes from and whether it is on disk."""
+    typer.echo(f"cache: {models_dir()}")
+    for prof in _profiles(profile):
+        reqs = profile_requirements(prof)
+        typer.echo(f"{prof.name}: " + ("random weights, nothing to download" if not reqs else ""))
+        for req in reqs:
+            try:
+                path = resolve(req, prof.name)
+                typer.echo(f"  {req.field:26} {'ok':8} {_size(path):>12}  {path}")
+            except L2DError:
+                typer.echo(f"  {req.field:26} {'missing':8} {'':>12}  {req.source}")
+
+
+def _verify(req: Requirement, prof: Profile) -> str | None:
+    """None when the file is there, readable and (if the profile gives one) has the right sha256."""
+    try:
+        path = resolve(req, prof.name)
+    except L2DError as exc:
+        return str(exc)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".ckpt"))
+    for file in files:
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(file), framework="pt") as f:
+                    keys = list(f.keys())
+                    if keys:  # touching the last tensor catches a file cut short
+                        f.get_slice(keys[-1])
+                expected_end = _safetensors_size(file)
+                if expected_end is not None and expected_end != file.stat().st_size:
+                    return f"{file}: truncated ({file.stat().st_size} of {expected_end} bytes); delete it and run '{download_command(prof.name)}'"
+            except Exception as exc:  # safetensors raises several types; all mean the same here
+                return f"{file}: unreadable safetensors ({exc}); delete it and run '{download_command(prof.name)}'"
+    if req.sha256 and path.is_file():
+        actual = sha256_file(path)
+        if actual != req.sha256.lower():
+            return f"{path}: sha256 mismatch (expected {req.sha256.lower()}, got {actual}); delete it and run '{download_command(prof.name)}'"
+    return None
+
+
+def _safetensors_size(file: Path) -> int | None:
+    """Size a safetensors file must have: 8 + header length + the end offset of its last tensor."""
+    import json
+    import struct
+
+    with open(file, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return -1
+        (n,) = struct.unpack("<Q", head)
+        header = json.loads(f.read(n))
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    return 8 + n + max(ends, default=0)
+
+
+@models_app.command("verify")
+def verify(profile: ProfileOption = None) -> None:
+    """Check that every file is present, complete, and matches its sha256 when the profile gives one."""
+    problems = 0
+    for prof in _profiles(profile):
+        for req in profile_requirements(prof):
+            problem = _verify(req, prof)
+            if problem:
+                problems += 1
+                typer.echo(f"{prof.name}: {req.field}: {problem}", err=True)
+            else:
+                typer.echo(f"{prof.name}: {req.field}: ok")
+    if problems:
+        raise ModelError(f"{problems} model file problem(s) (see above)")

@@ -1,0 +1,466 @@
+"""The daemon: source -> engine -> sinks on three threads, plus status and control.
+
+    capture thread --LatestSlot--> engine thread --LatestSlot--> output thread --> sinks
+                     (BoundedQueue for files)      (BoundedQueue for files)
+
+- Live sources hand over through one-item slots where the newest frame wins: a slow engine drops input
+  frames instead of queueing them, so latency stays bounded. Files are never dropped (they play slower).
+- The output thread paces publishing at the source's frame rate: a new frame goes out as soon as it is
+  ready but no sooner than 3/4 of a frame period after the previous one (so bursts are spread out), and
+  when no new frame comes (slow model, OBS gone) the last frame is repeated so a virtual camera or OBS
+  never sees the stream stall.
+- A lost source (OBS quit, camera unplugged) is reopened with backoff by the capture thread; nothing
+  else notices except the status line.
+- Profile switches build the new engine on a helper thread while the old one keeps running, and the
+  engine thread swaps them between two frames.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, TextIO
+
+from .errors import ConfigError, L2DError, SinkError, SourceError
+from .frames import Frame
+from .handoff import CLOSED, BoundedQueue, LatestSlot
+from .imageops import fit
+from .profiles import Profile, load_profile
+from .sinks.base import Sink
+from .sources.base import CorruptFrame, Source, SourceLost
+
+log = logging.getLogger(__name__)
+
+
+class EngineLike(Protocol):
+    width: int
+    height: int
+
+    def push(self, frame: Frame) -> list[Frame]: ...
+    def flush(self) -> list[Frame]: ...
+    def reset(self) -> None: ...
+
+
+EngineFactory = Callable[[Profile], EngineLike]
+
+
+def default_engine_factory(device: str | None = None, dtype: str | None = None) -> EngineFactory:
+    def build(profile: Profile) -> EngineLike:
+        from .engine import build_engine  # torch is imported only when an engine is really needed
+
+        return build_engine(profile, device=device, dtype=dtype)
+
+    return build
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    max_frames: int | None = None  # stop after this many new output frames
+    output_size: tuple[int, int] | None = None  # default: the source's size, else the profile's
+    wait: bool = False  # wait for the source (OBS) to appear instead of failing at start
+    control_port: int | None = None  # None: no control API; 0: any free port
+    status_interval: float = 1.0
+    status_stream: TextIO | None = None  # where the live status line goes (default stderr)
+    shutdown_timeout: float = 1.5
+
+
+class RateMeter:
+    """Events per second over the last couple of seconds."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self._times: collections.deque[float] = collections.deque()
+        self._window = window
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        while self._times and now - self._times[0] > self._window:
+            self._times.popleft()
+
+    def rate(self, now: float) -> float:
+        while self._times and now - self._times[0] > self._window:
+            self._times.popleft()
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+@dataclass
+class Stats:
+    frames_captured: int = 0
+    frames_engine_in: int = 0
+    frames_engine_out: int = 0
+    frames_published: int = 0
+    frames_repeated: int = 0
+    corrupt_frames: int = 0
+    reconnects: int = 0
+    sink_errors: int = 0
+    source_state: str = "starting"
+    engine_ms: float = 0.0
+    engine_ms_mean: float = 0.0
+    latency_ms: float = 0.0
+    # (publish time, capture->publish seconds) of recent new frames, for latency-growth checks
+    latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20000))
+    input_rate: RateMeter = field(default_factory=RateMeter)
+    output_rate: RateMeter = field(default_factory=RateMeter)
+
+
+class Daemon:
+    def __init__(
+        self,
+        profile: Profile,
+        source: Source,
+        sinks: list[Sink],
+        engine_factory: EngineFactory | None = None,
+        config: DaemonConfig = DaemonConfig(),
+    ) -> None:
+        if not sinks:
+            raise ConfigError("no output given: use --output vcam, obs, mjpeg, file:PATH or null")
+        self.profile, self.source, self.sinks, self.config = profile, source, sinks, config
+        self._factory = engine_factory or default_engine_factory()
+        self.stats = Stats()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._fatal: BaseException | None = None
+        self._threads: list[threading.Thread] = []
+        self._engine: EngineLike | None = None
+        self._pending: tuple[Profile, EngineLike] | None = None
+        self._switch_state: dict[str, Any] = {}
+        self._switch_lock = threading.Lock()
+        self._started_at = time.monotonic()
+        self.state = "starting"
+        self.output_size: tuple[int, int] = (profile.width, profile.height)
+        self.fps = 30.0
+        self.control = None
+        live = source.live
+        self._inbox: LatestSlot[Frame] | BoundedQueue[Frame] = LatestSlot() if live else BoundedQueue(2)
+        self._outbox: LatestSlot[Frame] | BoundedQueue[Frame] = LatestSlot() if live else BoundedQueue(4)
+
+    # --- public API ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the daemon to stop (thread- and signal-safe)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_switch(self, name: str) -> dict[str, Any]:
+        """Validate a profile now (ProfileError on a bad one) and build its engine in the background.
+
+        The running engine keeps producing frames until the new one is ready; the engine thread then
+        swaps them between two frames.
+        """
+        profile = load_profile(name)
+        with self._switch_lock:
+            if self._switch_state.get("state") == "building":
+                raise ConfigError(f"already switching to {self._switch_state['profile']!r}; wait until it is active")
+            self._switch_state = {"profile": profile.name, "state": "building"}
+        threading.Thread(target=self._build_for_switch, args=(profile,), name="engine-build", daemon=True).start()
+        return {"switching_to": profile.name}
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-able snapshot. Holds no secrets (no OBS password, no control token)."""
+        s, now = self.stats, time.monotonic()
+        recent = [lat for _, lat in list(s.latencies)[-60:]]
+        return {
+            "pid": os.getpid(),
+            "state": self.state,
+            "profile": self.profile.name,
+            "source": self.source.name,
+            "source_state": s.source_state,
+            "sinks": [{"name": k.name, **k.status()} for k in self.sinks],
+            "output_size": list(self.output_size),
+            "fps_target": round(self.fps, 2),
+            "fps_in": round(s.input_rate.rate(now), 2),
+            "fps_out": round(s.output_rate.rate(now), 2),
+            "engine_ms": round(s.engine_ms, 1),
+            "engine_ms_mean": round(s.engine_ms_mean, 1),
+            "latency_ms": round(s.latency_ms, 1),
+            "latency_ms_median": round(1000 * statistics.median(recent), 1) if recent else None,
+            "frames_captured": s.frames_captured,
+            "frames_published": s.frames_published,
+            "frames_repeated": s.frames_repeated,
+            "dropped_input": self._inbox.dropped,
+            "dropped_output": self._outbox.dropped,
+            "corrupt_frames": s.corrupt_frames,
+            "reconnects": s.reconnects,
+            "sink_errors": s.sink_errors,
+            "switch": dict(self._switch_state),
+            "uptime_s": round(now - self._started_at, 1),
+        }
+
+    def status_line(self) -> str:
+        st = self.status()
+        lat = f"{st['latency_ms']:.0f} ms" if st["frames_published"] else "-"
+        line = (
+            f"{st['profile']} | in {st['fps_in']:.1f} fps | out {st['fps_out']:.1f} fps | engine {st['engine_ms']:.0f} ms"
+            f" | latency {lat} | dropped {st['dropped_input']} | published {st['frames_published']}"
+        )
+        if st["source_state"] != "live":
+            line += f" | {st['source']}: {st['source_state']}"
+        if st["corrupt_frames"]:
+            line += f" | corrupt {st['corrupt_frames']}"
+        return line
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run until stopped, ``max_frames`` published, or a finite source ends. Returns the final status."""
+        opened_sinks: list[Sink] = []
+        try:
+            self._open_source()
+            if self._stop.is_set():
+                return self.status()
+            self.fps = self.source.fps
+            self.output_size = self.config.output_size or self.source.native_size or (self.profile.width, self.profile.height)
+            self._engine = self._factory(self.profile)
+            for sink in self.sinks:
+                sink.open(*self.output_size, self.fps)
+                opened_sinks.append(sink)
+            self._start_control()
+            self.state = "running"
+            for target, name in ((self._capture_loop, "capture"), (self._engine_loop, "engine"), (self._output_loop, "output")):
+                t = threading.Thread(target=self._guard(target), name=f"l2d-{name}", daemon=True)
+                self._threads.append(t)
+                t.start()
+            self._supervise()
+        finally:
+            self.state = "stopping"
+            self._shutdown(opened_sinks)
+            self.state = "stopped"
+        if self._fatal is not None:
+            raise self._fatal
+        return self.status()
+
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # noqa: BLE001 - a dead stage must stop the daemon with its reason
+                if not isinstance(exc, L2DError):
+                    log.exception("%s failed", threading.current_thread().name)
+                self._fatal = self._fatal or exc
+                self._stop.set()
+
+        return run
+
+    def _open_source(self) -> None:
+        self.source.preferred_size = (self.profile.width, self.profile.height)
+        delay = 0.5
+        while True:
+            try:
+                self.source.open()
+                self.stats.source_state = "live"
+                return
+            except SourceError as exc:
+                if not self.config.wait:
+                    raise
+                self.stats.source_state = "waiting"
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, 5.0)
+
+    def _start_control(self) -> None:
+        if self.config.control_port is None:
+            return
+        from .control.server import ControlServer
+
+        self.control = ControlServer(self, port=self.config.control_port)
+        self.control.start()
+
+    def _supervise(self) -> None:
+        """Main thread: show the status line until something stops the daemon."""
+        stream = self.config.status_stream or sys.stderr
+        tty = hasattr(stream, "isatty") and stream.isatty()
+        interval = self.config.status_interval
+        last_log = time.monotonic()
+        while not self._stop.wait(interval if tty else min(interval, 0.25)):
+            if not any(t.is_alive() for t in self._threads):
+                break
+            now = time.monotonic()
+            if tty:
+                stream.write("\r\x1b[2K" + self.status_line())
+                stream.flush()
+            elif now - last_log >= max(interval, 5.0):
+                log.info("%s", self.status_line())
+                last_log = now
+        if tty:
+            stream.write("\r\x1b[2K" + self.status_line() + "\n")
+            stream.flush()
+
+    def _shutdown(self, opened_sinks: list[Sink]) -> None:
+        self._stop.set()
+        self._inbox.close()
+        self._outbox.close()
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        # A capture stuck in a blocking read (a hung OBS request) is released by closing the source.
+        try:
+            self.source.close()
+        except Exception:  # noqa: BLE001 - shutting down: log and go on releasing the rest
+            log.exception("closing %s failed", self.source.name)
+        for sink in opened_sinks:
+            try:
+                sink.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing %s failed", sink.name)
+        if self.control is not None:
+            self.control.close()
+        stuck = [t.name for t in self._threads if t.is_alive()]
+        if stuck:
+            log.warning("threads still busy at shutdown: %s", ", ".join(stuck))
+
+    # --- stages ----------------------------------------------------------------------------------
+    def _capture_loop(self) -> None:
+        delay = 0.5
+        src, stats = self.source, self.stats
+        opened = True
+        while not self._stop.is_set():
+            if not opened:
+                try:
+                    src.open()
+                except SourceError as exc:
+                    log.debug("reopening %s failed: %s", src.name, exc)
+                    if self._stop.wait(delay):
+                        break
+                    delay = min(delay * 2, 5.0)
+                    continue
+                opened, delay = True, 0.5
+                stats.source_state = "live"
+                log.warning("%s is back", src.name)
+            try:
+                frame = src.read()
+            except CorruptFrame as exc:
+                stats.corrupt_frames += 1
+                log.debug("skipped a frame: %s", exc)
+                continue
+            except SourceLost as exc:
+                log.warning("%s", exc)
+                stats.source_state = "reconnecting"
+                stats.reconnects += 1
+                src.close()
+                opened = False
+                continue
+            if frame is None:  # end of a file
+                break
+            stats.frames_captured += 1
+            stats.input_rate.tick(time.monotonic())
+            if isinstance(self._inbox, BoundedQueue):
+                while not self._inbox.put(frame, timeout=0.2):
+                    if self._stop.is_set():
+                        return
+            else:
+                self._inbox.put(frame)
+        self._inbox.close()
+
+    def _engine_loop(self) -> None:
+        stats = self.stats
+        assert self._engine is not None
+        while not self._stop.is_set():
+            self._maybe_swap_engine()
+            engine = self._engine
+            item = self._inbox.get(timeout=0.1)
+            if item is None:
+                continue
+            if item is CLOSED:
+                if not self._stop.is_set():
+                    for out in engine.flush():
+                        self._deliver(out)
+                break
+            pixels = fit(item.pixels, engine.width, engine.height)
+            t0 = time.perf_counter()
+            outputs = engine.push(item.with_pixels(pixels))
+            ms = (time.perf_counter() - t0) * 1000
+            stats.frames_engine_in += 1
+            stats.engine_ms = ms
+            stats.engine_ms_mean += (ms - stats.engine_ms_mean) / min(stats.frames_engine_in, 50)
+            for out in outputs:
+                self._deliver(out)
+        self._outbox.close()
+
+    def _deliver(self, frame: Frame) -> None:
+        self.stats.frames_engine_out += 1
+        if isinstance(self._outbox, BoundedQueue):
+            while not self._outbox.put(frame, timeout=0.2):
+                if self._stop.is_set():
+                    return
+        else:
+            self._outbox.put(frame)
+
+    def _output_loop(self) -> None:
+        period = 1.0 / self.fps if self.fps > 0 else 0.0
+        paced = self.source.live or getattr(self.source, "pace", True)
+        repeat = self.source.live  # a file's output must contain each frame once
+        last: Frame | None = None
+        last_at = 0.0
+        last_was_new = False
+        while not self._stop.is_set():
+            if last is None or not repeat:
+                timeout = 0.1
+            else:  # wait for a new frame until the next one is due, then repeat the last
+                timeout = max(0.0, last_at + period * (1.5 if last_was_new else 1.0) - time.monotonic())
+            item = self._outbox.get(timeout=min(timeout, 0.1))
+            if item is CLOSED:
+                break
+            now = time.monotonic()
+            if item is None:
+                if repeat and last is not None and now >= last_at + period * (1.5 if last_was_new else 1.0) - 1e-4:
+                    self._publish(last, new=False)
+                    last_at, last_was_new = time.monotonic(), False
+                continue
+            if paced and last is not None and now - last_at < 0.75 * period:
+                time.sleep(0.75 * period - (now - last_at))
+            last = item.with_pixels(fit(item.pixels, *self.output_size))
+            self._publish(last, new=True)
+            last_at, last_was_new = time.monotonic(), True
+            if self.config.max_frames is not None and self.stats.frames_published >= self.config.max_frames:
+                log.info("published %d frames; stopping", self.stats.frames_published)
+                break
+        self._stop.set()
+
+    def _publish(self, frame: Frame, new: bool) -> None:
+        stats = self.stats
+        for sink in self.sinks:
+            try:
+                sink.write(frame)
+            except SinkError as exc:
+                stats.sink_errors += 1
+                log.warning("%s: %s", sink.name, exc)
+        now = time.monotonic()
+        stats.output_rate.tick(now)
+        if new:
+            stats.frames_published += 1
+            stats.latency_ms = (now - frame.captured_at) * 1000
+            stats.latencies.append((now, now - frame.captured_at))
+        else:
+            stats.frames_repeated += 1
+
+    # --- profile switching -----------------------------------------------------------------------
+    def _build_for_switch(self, profile: Profile) -> None:
+        try:
+            engine = self._factory(profile)
+        except Exception as exc:  # noqa: BLE001 - a failed switch keeps the old style running
+            msg = str(exc) if isinstance(exc, L2DError) else f"{type(exc).__name__}: {exc}"
+            log.error("switching to %s failed: %s", profile.name, msg)
+            with self._switch_lock:
+                self._switch_state = {"profile": profile.name, "state": "failed", "error": msg}
+            return
+        with self._switch_lock:
+            self._pending = (profile, engine)
+
+    def _maybe_swap_engine(self) -> None:
+        with self._switch_lock:
+            pending, self._pending = self._pending, None
+            if pending is None:
+                return
+            self.profile, self._engine = pending
+            self._switch_state = {"profile": self.profile.name, "state": "active"}
+        log.warning("now styling with profile %s", self.profile.name)
