@@ -78,7 +78,10 @@ class OBSClient:
                     )
                 identify["authentication"] = _auth_string(self._password, auth["salt"], auth["challenge"])
             ws.send(json.dumps({"op": _OP_IDENTIFY, "d": identify}))
-            reply = json.loads(ws.recv())
+            raw = ws.recv()
+            if not raw:  # obs-websocket closes the connection (code 4009) when authentication fails
+                raise websocket.WebSocketConnectionClosedException()
+            reply = json.loads(raw)
             if reply.get("op") != _OP_IDENTIFIED:
                 raise OBSConnectionError(f"OBS at {self.address} refused the handshake")
         except websocket.WebSocketConnectionClosedException:

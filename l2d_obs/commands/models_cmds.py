@@ -85,28 +85,27 @@ def _verify(req: Requirement, prof: Profile) -> str | None:
     except L2DError as exc:
         return str(exc)
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".ckpt"))
+    fix = f"delete it and run '{download_command(prof.name)}'"
     for file in files:
         if file.suffix == ".safetensors":
             from safetensors import safe_open
 
             try:
+                expected_size = _safetensors_size(file)
+                if expected_size != file.stat().st_size:
+                    return f"{file}: truncated ({file.stat().st_size} of {expected_size} bytes); {fix}"
                 with safe_open(str(file), framework="pt") as f:
-                    keys = list(f.keys())
-                    if keys:  # touching the last tensor catches a file cut short
-                        f.get_slice(keys[-1])
-                expected_end = _safetensors_size(file)
-                if expected_end is not None and expected_end != file.stat().st_size:
-                    return f"{file}: truncated ({file.stat().st_size} of {expected_end} bytes); delete it and run '{download_command(prof.name)}'"
-            except Exception as exc:  # safetensors raises several types; all mean the same here
-                return f"{file}: unreadable safetensors ({exc}); delete it and run '{download_command(prof.name)}'"
+                    list(f.keys())
+            except Exception as exc:  # json, struct and safetensors errors all mean an unusable file here
+                return f"{file}: unreadable safetensors ({exc}); {fix}"
     if req.sha256 and path.is_file():
         actual = sha256_file(path)
         if actual != req.sha256.lower():
-            return f"{path}: sha256 mismatch (expected {req.sha256.lower()}, got {actual}); delete it and run '{download_command(prof.name)}'"
+            return f"{path}: sha256 mismatch (expected {req.sha256.lower()}, got {actual}); {fix}"
     return None
 
 
-def _safetensors_size(file: Path) -> int | None:
+def _safetensors_size(file: Path) -> int:
     """Size a safetensors file must have: 8 + header length + the end offset of its last tensor."""
     import json
     import struct
@@ -114,7 +113,7 @@ def _safetensors_size(file: Path) -> int | None:
     with open(file, "rb") as f:
         head = f.read(8)
         if len(head) < 8:
-            return -1
+            return 8
         (n,) = struct.unpack("<Q", head)
         header = json.loads(f.read(n))
     ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
@@ -130,7 +129,7 @@ def verify(profile: ProfileOption = None) -> None:
             problem = _verify(req, prof)
             if problem:
                 problems += 1
-                typer.echo(f"{prof.name}: {req.field}: {problem}", err=True)
+                typer.echo(f"{prof.name}: {problem}", err=True)
             else:
                 typer.echo(f"{prof.name}: {req.field}: ok")
     if problems:

@@ -124,10 +124,18 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# What the `l2d-obs` console script runs (`python -m l2d_obs.cli` would import cli.py twice).
+CLI = [sys.executable, "-c", "import sys; from l2d_obs.cli import main; sys.exit(main())"]
+
+
 def cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
-    """Start `python -m l2d_obs.cli ARGS` (a real separate process, as a user would run it)."""
-    return subprocess.Popen([sys.executable, "-m", "l2d_obs.cli", *args], env=env or cli_env(), cwd=REPO,
+    """Start `l2d-obs ARGS` as a separate process, as a user would run it."""
+    return subprocess.Popen([*CLI, *args], env=env or cli_env(), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def cli_run(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], env=env or cli_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def write_test_video(path: Path, frames: int, size=(96, 64), fps: float = 30.0) -> list[np.ndarray]:

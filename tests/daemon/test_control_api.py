@@ -8,7 +8,7 @@ import pytest
 
 from l2d_obs.control.client import ControlClient, read_control_file
 from l2d_obs.control.server import ControlServer
-from l2d_obs.errors import ControlError, ProfileError
+from l2d_obs.errors import ControlError
 from l2d_obs.profiles import load_profile
 
 
@@ -114,6 +114,3 @@ def test_port_in_use_is_a_clear_error(server):
     with pytest.raises(ControlError, match="another daemon running"):
         ControlServer(StubDaemon(), port=srv.port)
 
-
-def test_profile_error_maps_to_4xx():
-    assert ProfileError.exit_code == 2
