@@ -60,6 +60,15 @@ class DepthSpec:
 
 
 @dataclass(frozen=True)
+class EngineSpec:
+    """Engine options a profile may pin; command-line flags override them."""
+
+    device: str | None = None  # "cuda", "cuda:1", "mps", "cpu"; None: the best one present
+    dtype: str | None = None  # "fp16", "bf16", "fp32"; None: fp16 on GPUs, fp32 on the CPU
+    pipelined: bool = True  # stream batch (T rows per UNet call); False: each frame through its T steps
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     display_name: str
@@ -75,6 +84,7 @@ class Profile:
     height: int = 512
     window: int = 16
     warmup: int = 8
+    engine: EngineSpec = EngineSpec()
     prompt_template: str = ""  # the prompt as written in the file, before {trigger_words} is filled in
     source_path: Path | None = field(default=None, compare=False)
 
@@ -111,6 +121,7 @@ _TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "strength": (int, float),
     "model": dict,
     "depth": dict,
+    "engine": dict,
 }
 _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
     "kind": str,
@@ -130,6 +141,8 @@ _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 _LORA_KEYS: dict[str, type | tuple[type, ...]] = {"source": str, "scale": (int, float), "name": str, "sha256": str}
 _DEPTH_KEYS: dict[str, type | tuple[type, ...]] = {"enabled": bool, "estimator": str, "source": str}
+_ENGINE_KEYS: dict[str, type | tuple[type, ...]] = {"device": str, "dtype": str, "pipelined": bool}
+ENGINE_DTYPES = ("fp32", "float32", "fp16", "float16", "bf16", "bfloat16")
 TRIGGER_PLACEHOLDER = "{trigger_words}"
 
 
@@ -197,6 +210,7 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
     _check_sources(path, model, depth_table)
 
     depth = DepthSpec(**depth_table)
+    engine = _parse_engine(path, data.get("engine", {}))
     if depth.estimator not in DEPTH_ESTIMATORS:
         raise _fail(path, "depth.estimator", f"must be one of {', '.join(DEPTH_ESTIMATORS)}, got {depth.estimator!r}")
 
@@ -247,6 +261,7 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
         display_name=data.get("display_name", data.get("name", default_name)),
         prompt=prompt,
         prompt_template=data["prompt"],
+        engine=engine,
         model=model,
         depth=depth,
         trigger_words=tuple(trigger_words),
@@ -260,6 +275,16 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
         warmup=warmup,
         source_path=path,
     )
+
+
+def _parse_engine(path: Path, table: dict[str, Any]) -> EngineSpec:
+    _check_table(path, "engine.", table, _ENGINE_KEYS)
+    engine = EngineSpec(**table)
+    if engine.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", engine.device):
+        raise _fail(path, "engine.device", f"must be cpu, mps, cuda or cuda:N, got {engine.device!r}")
+    if engine.dtype is not None and engine.dtype.lower() not in ENGINE_DTYPES:
+        raise _fail(path, "engine.dtype", f"must be one of fp32, fp16, bf16, got {engine.dtype!r}")
+    return engine
 
 
 def _check_sources(path: Path, model: ModelSpec, depth_table: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from ..profiles import Profile, available_profiles, load_profile
 from ..weights.download import fetch
 from ..weights.hashing import sha256_file
 from ..weights.plan import Requirement, profile_requirements
-from ..weights.store import download_command, models_dir, resolve
+from ..weights.store import download_command, models_dir, profile_ref, resolve
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def download(profile: ProfileOption = None) -> None:
         for req in reqs:
             typer.echo(f"{prof.name}: {req.field} <- {req.source}")
             try:
-                path = fetch(req, prof.name)
+                path = fetch(req, profile_ref(prof))
             except L2DError as exc:
                 failures += 1
                 typer.echo(f"  FAILED: {exc}", err=True)
@@ -72,7 +72,7 @@ def list_models(profile: ProfileOption = None) -> None:
         typer.echo(f"{prof.name}: " + ("random weights, nothing to download" if not reqs else ""))
         for req in reqs:
             try:
-                path = resolve(req, prof.name)
+                path = resolve(req, profile_ref(prof))
                 typer.echo(f"  {req.field:26} {'ok':8} {_size(path):>12}  {path}")
             except L2DError:
                 typer.echo(f"  {req.field:26} {'missing':8} {'':>12}  {req.source}")
@@ -81,11 +81,11 @@ def list_models(profile: ProfileOption = None) -> None:
 def _verify(req: Requirement, prof: Profile) -> str | None:
     """None when the file is there, readable and (if the profile gives one) has the right sha256."""
     try:
-        path = resolve(req, prof.name)
+        path = resolve(req, profile_ref(prof))
     except L2DError as exc:
         return str(exc)
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".ckpt"))
-    fix = f"delete it and run '{download_command(prof.name)}'"
+    fix = f"delete it and run '{download_command(profile_ref(prof))}'"
     for file in files:
         if file.suffix == ".safetensors":
             from safetensors import safe_open

@@ -56,6 +56,8 @@ def _describe(p: Profile) -> list[str]:
         f"resolution:     {p.width}x{p.height}",
         f"window:         L={p.window}, Lw={p.warmup}",
         f"depth:          {depth}",
+        f"engine:         device {p.engine.device or 'auto'}, dtype {p.engine.dtype or 'auto'}, "
+        f"{'pipelined' if p.engine.pipelined else 'sequential'}",
     ]
     return lines
 

@@ -76,11 +76,82 @@ class EngineStats:
     warmup_ms: float = 0.0
     cache_bytes: int = 0
     steady_pushes: int = 0
+    switches: int = 0
+    last_switch_ms: float = 0.0  # re-warm time of the last style switch (preparation not included)
 
 
 def _mix_seed(seed: int, index: int) -> int:
     # A stable 63-bit mix of (seed, frame number): fresh noise that a seed reproduces exactly.
     return (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9 + 1) % (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class PreparedStyle:
+    """A style ready to take over: its components on the device, prompt encoded, schedule computed.
+
+    Preparing is the slow part of a switch (loading weights, encoding the prompt) and may run on any
+    thread while the current style keeps streaming; ``StreamEngine.apply_style`` then only re-warms.
+    """
+
+    name: str
+    settings: EngineSettings
+    components: Live2DiffComponents
+    prompt_embeds: torch.Tensor
+    schedule: LCMSchedule
+
+
+def place_components(components: Live2DiffComponents, device: torch.device, dtype: torch.dtype) -> None:
+    """Move every part to the device and precision, in inference mode (idempotent)."""
+    c = components
+    for module in (c.unet, c.vae, c.text_encoder, c.depth_encoder):
+        if module is not None:
+            module.to(device=device).eval().requires_grad_(False)
+            if next(module.parameters()).dtype != dtype:  # skip no-op casts (diffusers warns on them)
+                module.to(dtype=dtype)
+    if c.depth_estimator is not None:
+        c.depth_estimator.to(device, dtype)
+
+
+@torch.no_grad()
+def encode_prompt(components: Live2DiffComponents, prompt: str, device: torch.device) -> torch.Tensor:
+    """CLIP text embeddings (1, 77, dim), honouring clip_skip (A1111 convention)."""
+    c = components
+    ids = c.tokenizer(
+        prompt, padding="max_length", max_length=c.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids.to(device)
+    if c.clip_skip <= 1:
+        return c.text_encoder(ids).last_hidden_state
+    hidden = c.text_encoder(ids, output_hidden_states=True).hidden_states[-c.clip_skip]
+    return c.text_encoder.text_model.final_layer_norm(hidden)
+
+
+def _check_window_fits(components: Live2DiffComponents, settings: EngineSettings) -> None:
+    from .temporal import motion_transformers
+
+    for transformer in motion_transformers(components.unet):
+        for block in transformer.transformer_blocks:
+            known = block.pos_embed.pe.shape[1]
+            if settings.window > known:
+                raise EngineError(f"window {settings.window} is longer than the {known} positions the motion modules know; "
+                                  f"set window <= {known} in the profile")
+
+
+def prepare_style(
+    components: Live2DiffComponents,
+    settings: EngineSettings,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    name: str = "",
+) -> PreparedStyle:
+    if settings.width % 8 or settings.height % 8:
+        raise EngineError(f"resolution {settings.width}x{settings.height} is not a multiple of 8")
+    device = torch.device(device)
+    _check_window_fits(components, settings)
+    place_components(components, device, dtype)
+    # A private scheduler instance: set_timesteps mutates it, and styles may share components.
+    scheduler = type(components.scheduler).from_config(components.scheduler.config)
+    schedule = LCMSchedule.from_scheduler(scheduler, settings.t_index_list, settings.num_inference_steps).to(device)
+    return PreparedStyle(name, settings, components, encode_prompt(components, settings.prompt, device), schedule)
 
 
 class StreamEngine:
@@ -90,36 +161,56 @@ class StreamEngine:
         settings: EngineSettings,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        name: str = "",
     ) -> None:
-        if settings.width % 8 or settings.height % 8:
-            raise EngineError(f"resolution {settings.width}x{settings.height} is not a multiple of 8")
-        self.settings = settings
         self.device = torch.device(device)
         self.dtype = dtype
-        self.components = components
-        c = components
-        for module in (c.unet, c.vae, c.text_encoder, c.depth_encoder):
-            if module is not None:
-                module.to(device=self.device).eval().requires_grad_(False)
-                if next(module.parameters()).dtype != dtype:  # skip no-op casts (diffusers warns on them)
-                    module.to(dtype=dtype)
-        if c.depth_estimator is not None:
-            c.depth_estimator.to(self.device, dtype)
-        self.use_depth = c.depth_encoder is not None and c.depth_estimator is not None
-
-        self.context = patch_motion_modules(c.unet, settings.window, settings.warmup, settings.steps)
         self._conv_in_residual: list = [None]
+        self._hook = None
+        self.recent_inputs: deque[Frame] = deque(maxlen=settings.warmup)  # for re-warming after a switch
+        self.stats = EngineStats()
+        self._install(prepare_style(components, settings, self.device, dtype, name))
+
+    def _install(self, style: PreparedStyle) -> None:
+        """Make ``style`` the active one: (re)patch its UNet, hook conv_in, fresh pipeline and cache."""
+        c = style.components
+        if self._hook is not None:
+            self._hook.remove()
+        self.style = style
+        self.settings = style.settings
+        self.components = c
+        self.use_depth = c.depth_encoder is not None and c.depth_estimator is not None
+        # Patching binds the UNet's temporal attention to this engine's new context (and drops old caches).
+        self.context = patch_motion_modules(c.unet, self.settings.window, self.settings.warmup, self.settings.steps)
         self._hook = c.unet.conv_in.register_forward_hook(self._add_conv_in_residual)
-        self.schedule = LCMSchedule.from_scheduler(c.scheduler, settings.t_index_list, settings.num_inference_steps).to(self.device)
-        self.prompt_embeds = self.encode_prompt(settings.prompt)
-        call = UNetCall(c.unet, self.context, self.prompt_embeds, self._conv_in_residual)
-        self.denoiser = StreamBatchDenoiser(call, self.schedule)
+        self.schedule = style.schedule
+        self.prompt_embeds = style.prompt_embeds
+        self.denoiser = StreamBatchDenoiser(UNetCall(c.unet, self.context, self.prompt_embeds, self._conv_in_residual), self.schedule)
         self.latent_scale = float(getattr(c.vae.config, "scaling_factor", 1.0))
         self._fixed_noise: torch.Tensor | None = None
         self._warmup_jobs: list[LatentJob] = []
         self._next_number = 0  # frames pushed since reset: drives the per-frame noise
-        self.recent_inputs: deque[Frame] = deque(maxlen=settings.warmup)  # for re-warming after a switch
-        self.stats = EngineStats()
+        if self.recent_inputs.maxlen != self.settings.warmup:
+            self.recent_inputs = deque(self.recent_inputs, maxlen=self.settings.warmup)
+
+    def prepare(self, components: Live2DiffComponents, settings: EngineSettings, name: str = "") -> PreparedStyle:
+        """Prepare a style for this engine's device and precision (safe on another thread)."""
+        return prepare_style(components, settings, self.device, self.dtype, name)
+
+    def apply_style(self, style: PreparedStyle) -> list[Frame]:
+        """Switch to a prepared style between frames and re-warm the KV cache from the most recent
+        input frames. Returns the newest of those frames in the new style (so the output never goes
+        blank), or nothing if fewer frames than the new warmup have been seen yet."""
+        started = time.perf_counter()
+        recent = list(self.recent_inputs)
+        self._install(style)
+        self.recent_inputs.clear()
+        outputs: list[Frame] = []
+        for frame in recent[-self.settings.warmup :]:
+            outputs = self.push(frame)
+        self.stats.switches += 1
+        self.stats.last_switch_ms = (time.perf_counter() - started) * 1000
+        return outputs[-1:]
 
     # -- properties ----------------------------------------------------------------------------------
 
@@ -145,17 +236,6 @@ class StreamEngine:
     def _add_conv_in_residual(self, module, inputs, output):
         residual = self._conv_in_residual[0]
         return output if residual is None else output + residual
-
-    @torch.no_grad()
-    def encode_prompt(self, prompt: str) -> torch.Tensor:
-        c = self.components
-        ids = c.tokenizer(
-            prompt, padding="max_length", max_length=c.tokenizer.model_max_length, truncation=True, return_tensors="pt"
-        ).input_ids.to(self.device)
-        if c.clip_skip <= 1:
-            return c.text_encoder(ids).last_hidden_state
-        hidden = c.text_encoder(ids, output_hidden_states=True).hidden_states[-c.clip_skip]
-        return c.text_encoder.text_model.final_layer_norm(hidden)
 
     def _to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
         """HxWx3 uint8 -> (1, 3, H, W) in [0, 1] on the engine's device and dtype."""
@@ -306,5 +386,7 @@ class StreamEngine:
         return [j.denoised for j in jobs]
 
     def close(self) -> None:
-        self._hook.remove()
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
         self.context.release()

@@ -23,7 +23,7 @@ from .lora import LoraFile, fuse_loras, parse_lora
 from .motion import build_motion_unet, map_original_motion_checkpoint
 from .plan import Requirement, profile_requirements
 from .sources import parse_source
-from .store import resolve
+from .store import profile_ref, resolve
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ def base_config_dir(profile: Profile) -> Path:
 
 
 def resolve_all(profile: Profile) -> dict[str, Path]:
-    return {req.role: resolve(req, profile.name) for req in profile_requirements(profile)}
+    ref = profile_ref(profile)
+    return {req.role: resolve(req, ref) for req in profile_requirements(profile)}
 
 
 def new_scheduler() -> "LCMScheduler":  # noqa: F821
@@ -99,9 +100,10 @@ def check_profile_files(profile: Profile) -> list[str]:
         requirements: list[Requirement] = profile_requirements(profile)
     except L2DError as exc:
         return [str(exc)]
+    ref = profile_ref(profile)
     for req in requirements:
         try:
-            resolve(req, profile.name)
+            resolve(req, ref)
         except L2DError as exc:
             problems.append(str(exc))
     if profile.model.kind == "sd15":

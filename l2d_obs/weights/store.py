@@ -39,8 +39,18 @@ def civitai_dir(source: CivitaiSource) -> Path:
     return models_dir() / "civitai" / str(source.model_id) / version
 
 
-def download_command(profile_name: str | None) -> str:
-    return f"l2d-obs models download --profile {profile_name}" if profile_name else "l2d-obs models download"
+def download_command(profile_ref: str | None) -> str:
+    return f"l2d-obs models download --profile {profile_ref}" if profile_ref else "l2d-obs models download"
+
+
+def profile_ref(profile) -> str:
+    """How to name ``profile`` on the command line: its name if that finds this file, else its path."""
+    from ..profiles import available_profiles
+
+    path = profile.source_path
+    if path is None or available_profiles().get(profile.name) == path:
+        return profile.name
+    return str(path)
 
 
 def _missing(req: Requirement, where: str, profile_name: str | None) -> MissingWeightsError:
@@ -107,7 +117,9 @@ _ALTERNATIVES = {
     "unet/diffusion_pytorch_model.safetensors": "unet/diffusion_pytorch_model.bin",
 }
 # Optional files (a tokenizer folder is complete with vocab.json and merges.txt).
-_OPTIONAL = {"tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json", "model_index.json"}
+# (the shipped CLIP tokenizer stands in for a base folder without one).
+_OPTIONAL = {"tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json", "model_index.json",
+             "tokenizer/vocab.json", "tokenizer/merges.txt"}  # fmt: skip
 
 
 def _has_alternative(source: HfSource, name: str) -> bool:

@@ -32,6 +32,10 @@ VALID = textwrap.dedent("""\
     [depth]
     enabled = true
     estimator = "depth-anything-small"
+
+    [engine]
+    dtype = "fp16"
+    pipelined = true
     """)
 
 
@@ -60,6 +64,7 @@ def test_valid_profile_fills_in_the_template_and_strength(tmp_path):
     assert profile.prompt_template.startswith("{trigger_words}")
     assert profile.strength == pytest.approx(1 - 32 / 50)
     assert profile.model.loras[0].scale == 0.5
+    assert profile.engine.dtype == "fp16" and profile.engine.device is None and profile.engine.pipelined
 
 
 @pytest.mark.parametrize(
@@ -86,6 +91,10 @@ def test_valid_profile_fills_in_the_template_and_strength(tmp_path):
         ('scale = 0.5', 'scale = 0.5\nsha256 = "abc"', "model.loras[0].sha256", "64 hex digits"),
         ('estimator = "depth-anything-small"', 'estimator = "zoedepth"', "depth.estimator", "must be one of"),
         ('kind = "sd15"', 'kind = "sdxl"', "model.kind", "must be one of"),
+        ('dtype = "fp16"', 'dtype = "int8"', "engine.dtype", "must be one of"),
+        ('dtype = "fp16"', 'device = "gpu0"', "engine.device", "must be cpu, mps, cuda"),
+        ('pipelined = true', 'pipelined = "yes"', "engine.pipelined", "expected true/false"),
+        ('pipelined = true', 'threads = 4', "engine.threads", "unknown key"),
     ],
 )
 def test_invalid_profiles_name_file_field_and_reason(tmp_path, old, new, field, reason):

@@ -163,3 +163,32 @@ def test_taesd_and_depth_estimators_load_from_folders(tmp_path):
     loaded = load_depth_estimator(tmp_path / "da")
     assert loaded.input_size == (518, 518)
     assert_same_weights(loaded.model, depth_anything)
+
+
+def test_real_size_live2diff_layout_maps_onto_the_sd15_motion_unet():
+    """At SD1.5 size (meta tensors): 20 motion modules, 40 temporal attentions, PE length 24, no mid block,
+    E_cond 4->...->320; the original names written from it map back onto exactly its keys."""
+    import json
+
+    from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+    from formats import diffusers_motion_to_original
+
+    from l2d_obs.engine.depth import DepthEncoder
+
+    config = json.loads((SD15_CONFIG_DIR / "unet" / "config.json").read_text())
+    with torch.device("meta"):
+        unet2d = UNet2DConditionModel.from_config(config)
+        adapter = MotionAdapter(motion_max_seq_length=24, use_motion_mid_block=False)
+        motion_unet = UNetMotionModel.from_unet2d(unet2d, adapter, load_weights=False)
+        depth = DepthEncoder()
+    original = diffusers_motion_to_original(motion_unet.state_dict())
+    # the PE tables are compared by value, which meta tensors cannot do: give them real (small) values
+    original = {k: torch.zeros(v.shape) if k.endswith(".pe") else v for k, v in original.items()}
+    original.update({f"flow_conv_in.{k}": v for k, v in depth.state_dict().items()})
+    weights = map_original_motion_checkpoint(original, SD15_CONFIG_DIR / "live2diff.ckpt")
+    expected = {k for k in motion_unet.state_dict() if ".motion_modules." in k}
+    assert set(weights.unet_state) == expected
+    assert len({k.split(".temporal_transformer.")[0] for k in original if "temporal_transformer" in k}) == 20
+    assert sum(k.endswith("attention_blocks.0.to_q.weight") or k.endswith("attention_blocks.1.to_q.weight") for k in original) == 40
+    assert weights.max_seq_length == 24 and not weights.has_mid_block
+    assert weights.depth_state["conv_out.weight"].shape == (320, 256, 3, 3)

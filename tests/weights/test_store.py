@@ -184,3 +184,28 @@ def test_models_verify_catches_a_truncated_cached_file(monkeypatch, capsys, tmp_
     good.write_bytes(data[:-1] + b"\x01")  # complete but altered: only the sha256 can tell
     assert run_cli(["models", "verify", "--profile", str(profile)], monkeypatch) != 0
     assert "sha256 mismatch" in capsys.readouterr().err
+
+
+def test_missing_weights_of_a_profile_given_by_path_name_that_path(tmp_path):
+    path = tmp_path / "elsewhere" / "mystyle.toml"
+    path.parent.mkdir()
+    path.write_text('prompt = "x"\n[model]\nkind = "sd15"\n[depth]\nenabled = false\n')
+    problems = check_profile_files(load_profile_file(path))
+    assert problems and all(f"l2d-obs models download --profile {path}" in p for p in problems)
+
+
+def test_local_base_folder_is_checked_for_its_files(tmp_path):
+    folder = tmp_path / "sd"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "unet" / "config.json").write_text("{}")
+    path = tmp_path / "p.toml"
+    path.write_text('prompt = "x"\n[model]\nkind = "sd15"\nbase = "sd"\n[depth]\nenabled = false\n')
+    req = profile_requirements(load_profile_file(path))[0]
+    assert req.is_folder
+    with pytest.raises(MissingWeightsError) as exc:
+        resolve(req)
+    assert "diffusion_pytorch_model.safetensors" in str(exc.value)
+    for name in ("unet/diffusion_pytorch_model.bin", "text_encoder/config.json", "text_encoder/model.safetensors"):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    assert resolve(req) == folder  # .bin stands in for .safetensors; the shipped tokenizer for a missing one
