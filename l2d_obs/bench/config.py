@@ -1,0 +1,71 @@
+"""What one benchmark run measures, as one typed, JSON-able configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+PARTS = ("engine", "daemon", "soak")
+
+
+def t_index_list_for(steps: int) -> tuple[int, ...]:
+    """T evenly spread indices on the 50-step LCM grid, inside the official range (30..45)."""
+    if steps < 1:
+        raise ValueError("need at least one denoising step")
+    if steps == 1:
+        return (35,)
+    return tuple(round(30 + i * 15 / (steps - 1)) for i in range(steps))
+
+
+@dataclass(frozen=True)
+class Accelerations:
+    """GPU speed options, each switchable so its effect can be measured (CPU runs use none)."""
+
+    sdpa: bool = True  # PyTorch scaled-dot-product attention in the spatial attentions (diffusers' default)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the UNet
+    cuda_graphs: bool = False  # torch.compile mode "reduce-overhead" (CUDA graphs)
+
+    @classmethod
+    def defaults_for(cls, device_type: str) -> "Accelerations":
+        if device_type == "cuda":
+            return cls(sdpa=True, channels_last=True, compile=True, cuda_graphs=True)
+        return cls()
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    size: str = "tiny"
+    resolution: int = 64
+    steps: int = 2  # T
+    window: int = 16  # L
+    warmup: int = 8  # Lw
+    device: str = "cpu"
+    dtype: str = "fp32"
+    depth: bool = True
+    quick: bool = False
+    frames: int = 8  # timed (steady-state) frames per repetition and variant
+    repeats: int = 3
+    daemon_frames: int = 120  # steady-state frames published in the daemon run
+    soak_frames: int = 5000
+    parts: tuple[str, ...] = PARTS
+    accel: Accelerations = Accelerations()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.resolution % 8:
+            raise ValueError(f"resolution {self.resolution} is not a multiple of 8")
+        unknown = set(self.parts) - set(PARTS)
+        if unknown:
+            raise ValueError(f"unknown parts {sorted(unknown)}; use some of {', '.join(PARTS)}")
+        if self.frames < 1 or self.repeats < 1:
+            raise ValueError("frames and repeats must be at least 1")
+
+    @property
+    def t_index_list(self) -> tuple[int, ...]:
+        return t_index_list_for(self.steps)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["parts"] = list(self.parts)
+        d["t_index_list"] = list(self.t_index_list)
+        return d
