@@ -46,6 +46,7 @@ def _register_commands() -> None:
     from .commands import daemon_cmds  # noqa: F401
     from .commands import models_cmds  # noqa: F401
     from .commands import profiles_cmds  # noqa: F401
+    from .commands import bench_cmds  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

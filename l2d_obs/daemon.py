@@ -219,10 +219,11 @@ class Daemon:
                 return self.status()
             self.fps = self.source.fps
             self.output_size = self.config.output_size or self.source.native_size or (self.profile.width, self.profile.height)
-            self._engine = self._factory(self.profile)
+            # Outputs before the engine: a missing virtual camera should fail before seconds of model loading.
             for sink in self.sinks:
                 sink.open(*self.output_size, self.fps)
                 opened_sinks.append(sink)
+            self._engine = self._factory(self.profile)
             self._start_control()
             self.state = "running"
             for target, name in ((self._capture_loop, "capture"), (self._engine_loop, "engine"), (self._output_loop, "output")):

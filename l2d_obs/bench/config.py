@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 PARTS = ("engine", "daemon", "soak")
+SIZES = ("tiny", "small", "full")
 
 
 def t_index_list_for(steps: int) -> tuple[int, ...]:
@@ -50,6 +51,10 @@ class BenchConfig:
     parts: tuple[str, ...] = PARTS
     accel: Accelerations = Accelerations()
     seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    # An untimed pass of every variant before the timed repetitions (each run also starts with L
+    # untimed frames). Quick runs skip it: they are smoke runs, not figures to quote.
+    warm_pass: bool = True
 
     def __post_init__(self) -> None:
         if self.resolution % 8:
@@ -59,6 +64,13 @@ class BenchConfig:
             raise ValueError(f"unknown parts {sorted(unknown)}; use some of {', '.join(PARTS)}")
         if self.frames < 1 or self.repeats < 1:
             raise ValueError("frames and repeats must be at least 1")
+        if self.size not in SIZES:
+            raise ValueError(f"unknown size {self.size!r}; use one of {', '.join(SIZES)}")
+        if not 1 <= self.warmup < self.window:
+            raise ValueError(f"need 1 <= warmup < window, got warmup={self.warmup} window={self.window}")
+        a = self.accel
+        if not self.device.startswith("cuda") and (a.compile or a.cuda_graphs or a.channels_last):
+            raise ValueError("--compile, --cuda-graphs and --channels-last are GPU options; use them with --device cuda")
 
     @property
     def t_index_list(self) -> tuple[int, ...]:

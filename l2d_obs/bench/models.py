@@ -35,7 +35,6 @@ from ..engine.tiny import (
 
 log = logging.getLogger(__name__)
 
-SIZES = ("tiny", "small", "full")
 
 
 @dataclass(frozen=True)
@@ -149,8 +148,8 @@ def build_components(size: str, depth: bool = True, weights_seed: int = 0) -> Li
     """Components of one benchmark size; the same seed gives the same weights."""
     if size == "tiny":
         return build_tiny_components(weights_seed, depth=depth, sizes=TinySizes())
-    if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
+    if size not in ("small", "full"):
+        raise ValueError(f"unknown size {size!r}; use tiny, small or full")
     unet_shape, text_shape = (FULL_UNET, FULL_TEXT) if size == "full" else (SMALL_UNET, SMALL_TEXT)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(weights_seed)
@@ -177,7 +176,10 @@ def build_components(size: str, depth: bool = True, weights_seed: int = 0) -> Li
         scheduler=sd15_scheduler(),
         depth_encoder=None if depth_encoder is None else depth_encoder.eval(),
         depth_estimator=depth_estimator,
-        clip_skip=2 if size == "full" else 1,
+        # The prompt is encoded once per engine, outside every timing, so clip_skip changes no figure.
+        # (StreamEngine.encode_prompt's clip_skip>1 path reads `text_model`, which transformers 5's
+        # CLIPTextModel lacks: reported to the engine's owner.)
+        clip_skip=1,
     )
 
 

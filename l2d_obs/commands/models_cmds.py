@@ -14,7 +14,8 @@ from ..profiles import Profile, available_profiles, load_profile
 from ..weights.download import fetch
 from ..weights.hashing import sha256_file
 from ..weights.plan import Requirement, profile_requirements
-from ..weights.store import download_command, models_dir, profile_ref, resolve
+from ..weights.sources import CivitaiSource
+from ..weights.store import civitai_metadata, download_command, models_dir, profile_ref, resolve
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,10 @@ def list_models(profile: ProfileOption = None) -> None:
         for req in reqs:
             try:
                 path = resolve(req, profile_ref(prof))
-                typer.echo(f"  {req.field:26} {'ok':8} {_size(path):>12}  {path}")
+                version = ""
+                if isinstance(req.source, CivitaiSource):
+                    version = f"  (civitai version {civitai_metadata(req.source).get('version_id', '?')})"
+                typer.echo(f"  {req.field:26} {'ok':8} {_size(path):>12}  {path}{version}")
             except L2DError:
                 typer.echo(f"  {req.field:26} {'missing':8} {'':>12}  {req.source}")
 

@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..errors import CheckpointError, MissingWeightsError
 from .checkpoint import StateDict, _short_list, check_state_dict, read_state_dict
 
@@ -51,9 +53,16 @@ def _read_json(path: Path) -> dict:
 
 
 def new_unet2d(config_dir: Path) -> "UNet2DConditionModel":  # noqa: F821
+    """An empty UNet (meta tensors): ``fill_unet2d`` gives it its weights without a random init first."""
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel.from_config(_read_json(config_dir / "config.json"))
+    with torch.device("meta"):
+        return UNet2DConditionModel.from_config(_read_json(config_dir / "config.json"))
+
+
+def fill_unet2d(unet: "UNet2DConditionModel", state: StateDict) -> None:  # noqa: F821
+    """Take over an already checked state dict (fp32 master weights; the engine picks the run dtype)."""
+    unet.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True, assign=True)
 
 
 def new_text_encoder(config_dir: Path) -> "CLIPTextModel":  # noqa: F821
@@ -106,7 +115,7 @@ def load_diffusers_folder(folder: Path) -> BaseModel:
     te_state = normalise_clip_keys(read_state_dict(te_file), text_encoder)
     check_state_dict(unet, unet_state, unet_file, "SD1.5 UNet")
     check_state_dict(text_encoder, te_state, te_file, "CLIP text encoder")
-    unet.load_state_dict(unet_state, strict=True)
+    fill_unet2d(unet, unet_state)
     text_encoder.load_state_dict(te_state, strict=True)
     tokenizer_dir = folder / "tokenizer" if (folder / "tokenizer" / "vocab.json").is_file() else SD15_CONFIG_DIR / "tokenizer"
     return BaseModel(unet=unet.eval(), text_encoder=text_encoder.eval(), tokenizer=load_tokenizer(tokenizer_dir))
@@ -162,7 +171,7 @@ def load_single_file(file: Path, config_dir: Path = SD15_CONFIG_DIR) -> BaseMode
     clip_state = normalise_clip_keys(clip_state, text_encoder)
     check_state_dict(unet, unet_state, file, "SD1.5 UNet")
     check_state_dict(text_encoder, clip_state, file, "CLIP text encoder")
-    unet.load_state_dict(unet_state, strict=True)
+    fill_unet2d(unet, unet_state)
     text_encoder.load_state_dict(clip_state, strict=True)
     return BaseModel(unet=unet.eval(), text_encoder=text_encoder.eval(), tokenizer=load_tokenizer(config_dir / "tokenizer"))
 

@@ -120,27 +120,34 @@ def _target_modules(model: nn.Module, kohya: bool) -> dict[str, nn.Module]:
     return modules
 
 
-def _delta(pair: LoraPair, module: nn.Module) -> torch.Tensor | str:
-    """The weight update for one pair at scale 1, or a reason why it does not fit ``module``."""
+def _misfit(pair: LoraPair, module: nn.Module) -> str | None:
+    """Why ``pair`` cannot update ``module``'s weight, or None when it fits."""
     weight = module.weight
     rank = pair.down.shape[0]
     if pair.up.ndim < 2 or pair.up.shape[1] != rank:
         return f"rank of down {tuple(pair.down.shape)} and up {tuple(pair.up.shape)} differ"
     if pair.up.shape[0] != weight.shape[0]:
         return f"output size {pair.up.shape[0]} != {weight.shape[0]}"
-    down = pair.down.float().reshape(rank, -1)
-    up = pair.up.float().reshape(pair.up.shape[0], -1)
-    if up.shape[1] != rank:  # a conv 'up' must be 1x1
+    if pair.up[0].numel() != rank:  # a conv 'up' must be 1x1
         return f"up weight {tuple(pair.up.shape)} is not 1x1"
-    if down.shape[1] != weight[0].numel():
+    if pair.down[0].numel() != weight[0].numel():
         return f"input size {tuple(pair.down.shape[1:])} != {tuple(weight.shape[1:])}"
-    scale = (pair.alpha / rank) if pair.alpha is not None else 1.0
-    return (up @ down).reshape(weight.shape) * scale
+    return None
+
+
+def _delta(pair: LoraPair, weight: torch.Tensor) -> torch.Tensor:
+    """The weight update of one pair at scale 1 (computed in fp32)."""
+    rank = pair.down.shape[0]
+    down = pair.down.float().reshape(rank, -1)
+    up = pair.up.float().reshape(pair.up.shape[0], rank)
+    alpha_scale = (pair.alpha / rank) if pair.alpha is not None else 1.0
+    return (up @ down).reshape(weight.shape) * alpha_scale
 
 
 def fuse_loras(models: dict[str, nn.Module], loras: list[tuple[LoraFile, float]]) -> None:
-    """Fuse each (LoraFile, scale) into ``models`` ("unet", "text_encoder"); all-or-nothing."""
-    updates: list[tuple[nn.Module, torch.Tensor]] = []
+    """Fuse each (LoraFile, scale) into ``models`` ("unet", "text_encoder"); all-or-nothing: every pair of
+    every file is matched and shape-checked before the first weight changes."""
+    updates: list[tuple[nn.Module, LoraPair, float]] = []
     for lora, scale in loras:
         lookup = {
             (target, kohya): _target_modules(model, kohya) for target, model in models.items() for kohya in (True, False)
@@ -152,11 +159,11 @@ def fuse_loras(models: dict[str, nn.Module], loras: list[tuple[LoraFile, float]]
             if module is None:
                 missing.append(f"{pair.target}:{pair.module}")
                 continue
-            delta = _delta(pair, module)
-            if isinstance(delta, str):
-                misfit.append(f"{pair.target}:{pair.module} ({delta})")
+            reason = _misfit(pair, module)
+            if reason:
+                misfit.append(f"{pair.target}:{pair.module} ({reason})")
                 continue
-            updates.append((module, delta * scale))
+            updates.append((module, pair, scale))
         if missing or misfit:
             problems = []
             if misfit:
@@ -166,7 +173,9 @@ def fuse_loras(models: dict[str, nn.Module], loras: list[tuple[LoraFile, float]]
             raise CheckpointError(
                 f"{lora.path}: LoRA does not fit this SD1.5 model (made for another base?): " + "; ".join(problems)
             )
+    # Everything fits: apply one update at a time (peak memory: one layer's delta, not all of them).
     with torch.no_grad():
-        for module, delta in updates:
+        for module, pair, scale in updates:
+            delta = _delta(pair, module.weight) * scale
             module.weight.add_(delta.to(dtype=module.weight.dtype, device=module.weight.device))
     log.info("fused %d LoRA file(s), %d layer update(s)", len(loras), len(updates))

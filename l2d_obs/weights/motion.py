@@ -134,22 +134,25 @@ def map_original_motion_checkpoint(state: StateDict, file: Path) -> MotionWeight
 def build_motion_unet(unet2d: "UNet2DConditionModel", motion: MotionWeights, num_heads: int = 8) -> "UNetMotionModel":  # noqa: F821
     """A UNetMotionModel with ``unet2d``'s weights and ``motion``'s motion modules (all keys checked first).
 
+    ``unet2d`` hands its tensors over: do not use it afterwards.
+
     The model is laid out on the meta device and then takes the real tensors (``assign=True``): at SD1.5
     size this skips ~1.7 G random numbers and a second full copy of the UNet in memory.
     """
-    from diffusers import MotionAdapter, UNetMotionModel
+    from diffusers import UNetMotionModel
 
-    cfg = unet2d.config
     with torch.device("meta"):
-        adapter = MotionAdapter(
-            block_out_channels=tuple(cfg.block_out_channels),
-            motion_layers_per_block=cfg.layers_per_block,
+        # from_unet2d maps the 2D block types to their motion versions; the motion options are set here.
+        config = dict(UNetMotionModel.from_unet2d(unet2d, None, load_weights=False).config)
+        config.update(
             motion_num_attention_heads=num_heads,
-            motion_norm_num_groups=cfg.norm_num_groups,  # diffusers uses the UNet's group count anyway
             motion_max_seq_length=motion.max_seq_length,
             use_motion_mid_block=motion.has_mid_block,
+            temporal_transformer_layers_per_block=1,
+            temporal_transformer_layers_per_mid_block=1,
         )
-        model = UNetMotionModel.from_unet2d(unet2d, adapter, load_weights=False)
+        # Private entries (e.g. '_use_default_values') would make diffusers restore the defaults we just set.
+        model = UNetMotionModel(**{k: v for k, v in config.items() if not k.startswith("_")})
     expected = model.state_dict()
     # The 2D parts of UNetMotionModel keep UNet2DConditionModel's names.
     full = {**unet2d.state_dict(), **motion.unet_state}
@@ -173,8 +176,10 @@ def build_motion_unet(unet2d: "UNet2DConditionModel", motion: MotionWeights, num
             f"{motion.source_file}: motion modules do not fit this UNet (made for another base?): " + "; ".join(problems)
         )
     assert expected_motion <= set(motion.unet_state)
-    # assign=True takes the tensors as they are; clone the 2D ones so the two models never share storage.
-    full = {k: (v.clone() if k not in motion.unet_state else v) for k, v in full.items()}
+    # assign=True takes the tensors as they are (no copy of the 2D weights: ``unet2d`` must not be used
+    # afterwards); a motion file saved in another precision is cast to the UNet's here.
+    dtype = next(unet2d.parameters()).dtype
+    full = {k: v.to(dtype) if v.is_floating_point() else v for k, v in full.items()}
     model.load_state_dict(full, strict=True, assign=True)
     leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from l2d_obs.control.client import read_control_file
+from l2d_obs.control.client import ControlClient, read_control_file
 from l2d_obs.control.server import control_file
 from tests.daemon.daemon_helpers import cli, cli_run, wait_until
 
@@ -60,15 +60,19 @@ def test_sigint_stops_within_two_seconds():
     assert proc.returncode == 0, proc.stderr.read()
 
 
-def test_stop_command():
+def test_stop_through_the_api_and_the_command():
     proc = running_daemon()
-    pid = read_control_file().pid
-    assert pid == proc.pid
+    assert read_control_file().pid == proc.pid
     t0 = time.monotonic()
+    ControlClient().stop()
+    proc.wait(10)
+    assert time.monotonic() - t0 < 2.0
+    assert proc.returncode == 0
+
+    proc = running_daemon()
     r = cli_run("stop")
     assert r.returncode == 0, r.stderr
-    assert f"stopped daemon (pid {pid})" in r.stdout
-    assert time.monotonic() - t0 < 4.0  # includes starting the client process
+    assert f"stopped daemon (pid {proc.pid})" in r.stdout
     assert proc.wait(5) == 0
 
 

@@ -18,7 +18,7 @@ from l2d_obs.sinks.base import Sink
 from l2d_obs.sinks.obs_return import OBSReturnSink
 from l2d_obs.sources.obs import OBSSource, decode_data_url
 from tests.daemon.daemon_helpers import (
-    PassThroughEngine, RecordingSink, real_engine_factory, run_in_thread, tiny, wait_until,
+    PassThroughEngine, RecordingSink, cli, cli_env, cli_run, real_engine_factory, run_in_thread, tiny, wait_until,
 )
 from tests.obs_harness import add_color_source, free_port, set_color
 
@@ -193,3 +193,145 @@ def test_publish_to_visible_latency_at_30fps(obs, record_property):
     assert numbers["median_ms"] < 200
     assert abs(slope) < 5 and late < early + 100, numbers
     assert status["fps_out"] >= 0.9 * status["fps_in"] and status["fps_in"] > 20, numbers
+
+
+def frames_in(folder) -> dict[int, np.ndarray]:
+    import cv2
+
+    out = {}
+    for p in sorted(folder.glob("frame_*.png")):
+        out[int(p.stem.split("_")[1])] = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
+    return out
+
+
+@pytest.mark.slow
+def test_end_to_end_cli_obs_in_obs_out(obs, tmp_path):
+    """`l2d-obs start --profile tiny --source obs:... --output obs --frames N`: OBS shows the daemon's frames."""
+    import cv2
+
+    with obs.conn.client() as c:
+        make_scene(c, "e2e-in", program=False)
+        add_color_source(c, "e2e-in", "e2e-cam", (230, 30, 30))
+        make_scene(c, "e2e-out")
+    out = tmp_path / "published"
+    env = cli_env(obs.conn.env())
+    proc = cli("-vv", "start", "--profile", "tiny", "--source", "obs:e2e-cam", "--output", "obs", "--output", f"file:{out}/",
+               "--obs-scene", "e2e-out", "--obs-input", "e2e-media", "--frames", "45", "--control-port", "0", env=env)
+    shots: list[tuple[float, np.ndarray]] = []
+    status_text = ""
+    try:
+        with obs.conn.client() as viewer:
+            k = 0
+            last_change = time.monotonic()
+            while proc.poll() is None:
+                if time.monotonic() - last_change > 0.5:  # the input keeps changing colour
+                    k += 1
+                    set_color(viewer, "e2e-cam", tuple(int(v) for v in PALETTE[k % len(PALETTE)]))
+                    last_change = time.monotonic()
+                try:
+                    shots.append((time.monotonic(), screenshot(viewer, "e2e-media", 160, 90)))
+                except OBSRequestError:
+                    pass  # not created yet
+                if not status_text and len(shots) > 10:
+                    r = cli_run("status", "--json", env=env)
+                    status_text = r.stdout + r.stderr
+                time.sleep(0.05)
+                if time.monotonic() - last_change > 120:
+                    break
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr[-2000:]
+    published = frames_in(out)
+    assert len(published) == 45
+    small = {i: cv2.resize(px, (160, 90), interpolation=cv2.INTER_AREA).astype(int) for i, px in published.items()}
+    matched = []
+    for _, shot in shots:
+        if shot.mean() < 3:
+            continue  # the Media Source before its first frame
+        errs = {i: np.abs(px - shot.astype(int)).mean() for i, px in small.items()}
+        best = min(errs, key=errs.get)
+        if errs[best] < 8:
+            matched.append(best)
+    # What OBS shows are the daemon's frames, many different ones as the input changes. (Their order is
+    # checked by the file tests: here equal input colours give near-equal frames, so matches are ambiguous.)
+    assert len(matched) >= 10, (len(shots), len(matched))
+    assert len(set(matched)) >= 5, matched
+    # The password is in no log line, no status output and not on the command line.
+    pw = obs.conn.password
+    assert status_text and '"frames_published"' in status_text
+    assert pw not in stderr and pw not in status_text and pw not in " ".join(proc.args)
+
+
+@pytest.mark.slow
+def test_obs_killed_and_restarted_mid_run(obs, tmp_path):
+    """Daemon survives OBS crashing: output keeps going with the last frame, then everything resumes."""
+    def setup_scenes() -> None:
+        with obs.conn.client() as c:
+            names = {s["sceneName"] for s in c.request("GetSceneList")["scenes"]}
+            if "kr-in" not in names:
+                make_scene(c, "kr-in", program=False)
+                add_color_source(c, "kr-in", "kr-cam", (30, 30, 230))
+            if "kr-out" not in names:
+                make_scene(c, "kr-out")
+
+    setup_scenes()
+    rec = RecordingSink(keep_pixels=True)
+    s = settings_for(obs)
+    sink = OBSReturnSink(s, scene="kr-out", input_name="kr-media", check_interval=0.5)
+    d = Daemon(tiny(), OBSSource("kr-cam", s, fps=30), [sink, rec], real_engine_factory)
+    thread, result = run_in_thread(d.run)
+    try:
+        assert wait_until(lambda: d.stats.frames_published >= 5, 90)
+        obs.kill()
+        assert wait_until(lambda: d.status()["source_state"] == "reconnecting", 10)
+        n_pub, n_rep = d.stats.frames_published, d.stats.frames_repeated
+        time.sleep(2.0)
+        assert d.stats.frames_repeated >= n_rep + 30  # ~30 fps of the last frame while OBS is away
+        assert d.stats.frames_published <= n_pub + 3  # only frames already inside the engine come out
+        assert thread.is_alive()
+        obs.start()  # a crash loses unsaved scenes: put the camera back like a user would
+        setup_scenes()
+        assert wait_until(lambda: d.status()["source_state"] == "live", 30), d.status()
+        n_pub = d.stats.frames_published
+        assert wait_until(lambda: d.stats.frames_published >= n_pub + 10, 60)
+        assert wait_until(lambda: sink.obs_connected, 15)
+        # The Media Source is back and plays the daemon's current frames.
+        with obs.conn.client() as viewer:
+            def showing_daemon_frames() -> bool:
+                try:
+                    shot = screenshot(viewer, "kr-media", 64, 36).astype(int)
+                except OBSRequestError:
+                    return False
+                import cv2
+
+                recent = [f for _, f in rec.records[-30:]]
+                return shot.mean() > 3 and min(
+                    np.abs(cv2.resize(f.pixels, (64, 36), interpolation=cv2.INTER_AREA).astype(int) - shot).mean()
+                    for f in recent
+                ) < 10
+
+            assert wait_until(showing_daemon_frames, 20)
+        st = d.status()
+        assert st["reconnects"] >= 1 and st["sinks"][0]["obs_connected"]
+    finally:
+        d.stop()
+        thread.join(5)
+    assert "error" not in result, result
+
+
+def test_doctor_reports_obs_and_missing_camera(obs):
+    env = cli_env(obs.conn.env())
+    r = cli_run("doctor", env=env, timeout=60)
+    lines = r.stdout.splitlines()
+    obs_line = next(l for l in lines if "OBS" in l)
+    assert obs_line.startswith("ok") and "29." in obs_line
+    if not __import__("glob").glob("/sys/class/video4linux/video*"):
+        cam = next(l for l in lines if "virtual camera" in l)
+        assert cam.startswith("FAIL") and "v4l2loopback" in cam
+        assert r.returncode == 1
+    assert obs.conn.password not in r.stdout + r.stderr
+    bad = cli_run("doctor", env=cli_env({"L2D_OBS_PORT": str(free_port())}), timeout=60)
+    assert any(l.startswith("FAIL") and "cannot reach OBS" in l for l in bad.stdout.splitlines())

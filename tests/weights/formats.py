@@ -37,16 +37,15 @@ CLIP_CONFIG = dict(
 MOTION_HEADS = 2
 
 
-def seeded(seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    return gen
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 def randomise(model: torch.nn.Module, seed: int, scale: float = 0.2) -> torch.nn.Module:
     """Non-trivial weights everywhere (diffusers zero-inits some layers, which would hide mapping bugs)."""
     gen = seeded(seed)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * scale)
     return model
 
@@ -89,7 +88,8 @@ def write_config_dir(root: Path) -> Path:
 
     (root / "unet").mkdir(parents=True)
     (root / "unet" / "config.json").write_text(json.dumps({"_class_name": "UNet2DConditionModel", **UNET_CONFIG}))
-    CLIPTextConfig(**CLIP_CONFIG).to_json_file(str(root / "text_encoder" / "config.json")) if (root / "text_encoder").mkdir() is None else None
+    (root / "text_encoder").mkdir()
+    CLIPTextConfig(**CLIP_CONFIG).to_json_file(str(root / "text_encoder" / "config.json"))
     shutil.copytree(SD15_CONFIG_DIR / "tokenizer", root / "tokenizer")
     return root
 
@@ -129,7 +129,6 @@ def diffusers_unet_to_ldm(state: dict[str, torch.Tensor], config: dict = UNET_CO
             prefix_map[f"up_blocks.{i}.upsamplers.0.conv"] = f"output_blocks.{i * (lpb + 1) + lpb}.{2 if has_attn else 1}.conv"
     out = {}
     for key, tensor in state.items():
-        module, _, param = key.rpartition(".")
         best = max((p for p in prefix_map if key.startswith(p + ".")), key=len, default=None)
         assert best is not None, f"no LDM name for {key}"
         out["model.diffusion_model." + prefix_map[best] + key[len(best):]] = tensor.clone()

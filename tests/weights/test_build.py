@@ -153,16 +153,17 @@ def test_engine_outputs_equal_an_engine_on_the_source_models(bundle):
     loaded = build_engine(profile, device="cpu", dtype="fp32")
     reference = StreamEngine(bundle.expected, EngineSettings.from_profile(profile), device="cpu", dtype=torch.float32)
     rng = np.random.default_rng(0)
-    outputs = []
-    for engine in (loaded, reference):
-        frames = []
-        for i in range(6):  # past warmup (2) and window (4): eviction happens
-            frames += engine.push(Frame(pixels=rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), index=i))
-        frames += engine.flush()
-        outputs.append(np.stack([f.pixels for f in frames]).astype(np.int16))
-        rng = np.random.default_rng(0)
-    assert outputs[0].shape[0] == 6
-    assert np.abs(outputs[0] - outputs[1]).max() <= 1  # uint8 rounding of ~1e-6 float differences
+    # past warmup (2) and window (4), so eviction happens
+    frames = [Frame(pixels=rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), index=i) for i in range(6)]
+    # Latents, not pixels: the tiny random TAESD squashes most differences out of its pixels.
+    got, expected = loaded.stream_latents(frames), reference.stream_latents(frames)
+    assert len(got) == len(expected) == 6
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    out_loaded = [f for fr in frames for f in loaded.push(fr)] + loaded.flush()
+    out_reference = [f for fr in frames for f in reference.push(fr)] + reference.flush()
+    diff = np.abs(np.stack([f.pixels for f in out_loaded]).astype(int) - np.stack([f.pixels for f in out_reference]))
+    assert len(out_loaded) == 6 and diff.max() <= 1  # uint8 rounding only
 
 
 def test_depth_on_needs_flow_conv_in(tmp_path):

@@ -6,7 +6,6 @@ import torch
 from formats import (
     LORA_TARGETS_UNET,
     MOTION_HEADS,
-    UNET_CONFIG,
     apply_lora_by_hand,
     diffusers_unet_to_ldm,
     lora_pairs,

@@ -209,3 +209,14 @@ def test_local_base_folder_is_checked_for_its_files(tmp_path):
         (folder / name).parent.mkdir(exist_ok=True)
         (folder / name).write_bytes(b"x")
     assert resolve(req) == folder  # .bin stands in for .safetensors; the shipped tokenizer for a missing one
+
+
+def test_models_list_shows_present_files_and_the_civitai_version(monkeypatch, capsys):
+    source = CivitaiSource(16048)
+    directory = civitai_dir(source)
+    directory.mkdir(parents=True)
+    (directory / "disco.safetensors").write_bytes(b"x" * 2048)
+    (directory / "source.json").write_text('{"version_id": 17171, "file": "disco.safetensors"}')
+    assert run_cli(["models", "list", "--profile", "zaum"], monkeypatch) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "model.loras[0]" in line]
+    assert len(lines) == 1 and " ok " in lines[0] and "disco.safetensors" in lines[0] and "17171" in lines[0]
