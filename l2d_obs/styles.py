@@ -26,8 +26,7 @@ log = logging.getLogger(__name__)
 
 def model_key(profile: Profile) -> tuple:
     """Profiles with equal keys can share one set of loaded components."""
-    m, d = profile.model, profile.depth
-    return (m.kind, m.base, m.motion, m.lcm_lora, m.vae, m.loras, m.clip_skip, m.weights_seed, d.enabled, d.estimator)
+    return (profile.model, profile.depth)  # frozen dataclasses: every field counts
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class StyleLibrary:
         self,
         device: torch.device,
         dtype: torch.dtype,
-        components_factory: Callable[[Profile], Live2DiffComponents] | None = None,
+        components_factory: Callable[[Profile, torch.device, torch.dtype], Live2DiffComponents] | None = None,
         profile_loader: Callable[[str], Profile] = load_profile,
     ) -> None:
         if components_factory is None:
@@ -64,7 +63,7 @@ class StyleLibrary:
             found = self._components.get(key)
         if found is not None:
             return found
-        components = self._components_factory(profile)  # slow: outside the lock
+        components = self._components_factory(profile, self.device, self.dtype)  # slow: outside the lock
         with self._lock:
             return self._components.setdefault(key, components)
 

@@ -47,6 +47,7 @@ class BenchConfig:
     frames: int = 8  # timed (steady-state) frames per repetition and variant
     repeats: int = 3
     daemon_frames: int = 120  # steady-state frames published in the daemon run
+    source_fps: float = 0.0  # pattern source rate in the daemon run; 0 = max(30, 1.5x engine-only)
     soak_frames: int = 5000
     parts: tuple[str, ...] = PARTS
     accel: Accelerations = Accelerations()

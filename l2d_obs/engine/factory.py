@@ -42,22 +42,28 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
     return torch.float16 if device.type in ("cuda", "mps") else torch.float32
 
 
-def build_components(profile) -> Live2DiffComponents:
-    """Components for a profile: random tiny ones, or real weights through the loaders."""
+def build_components(profile, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Live2DiffComponents:
+    """Components for a profile: random tiny ones, or real weights through the loaders (loaded
+    straight to the engine's device and precision)."""
     if profile.model.kind == "tiny":
         from .tiny import build_tiny_components
 
         return build_tiny_components(profile.model.weights_seed, depth=profile.depth.enabled)
     from ..weights import build_sd15_components
 
-    return build_sd15_components(profile)
+    return build_sd15_components(profile, device=device, dtype=dtype)
+
+
+def resolve_device_and_dtype(profile, device: str | None = None, dtype: str | None = None) -> tuple[torch.device, torch.dtype]:
+    """Command line first, then the profile's [engine] table, then the best the machine has."""
+    dev = pick_device(device or profile.engine.device)
+    return dev, pick_dtype(dev, dtype or profile.engine.dtype)
 
 
 def build_engine(profile, device: str | None = None, dtype: str | None = None, **overrides) -> StreamEngine:
     """A ready StreamEngine for ``profile`` (overrides: any EngineSettings field, e.g. pipelined=False)."""
-    dev = pick_device(device)
-    dt = pick_dtype(dev, dtype)
-    components = build_components(profile)
+    dev, dt = resolve_device_and_dtype(profile, device, dtype)
+    components = build_components(profile, dev, dt)
     settings = EngineSettings.from_profile(profile, **overrides)
     log.info("engine: profile %s on %s (%s), %dx%d, T=%d, L=%d, Lw=%d", profile.name, dev, str(dt).removeprefix("torch."),
              settings.width, settings.height, settings.steps, settings.window, settings.warmup)

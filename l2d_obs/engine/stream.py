@@ -58,6 +58,7 @@ class EngineSettings:
             warmup=profile.warmup,
             seed=profile.seed,
             noise=profile.noise,
+            pipelined=profile.engine.pipelined,
         )
         values.update(overrides)
         return cls(**values)
@@ -122,7 +123,9 @@ def encode_prompt(components: Live2DiffComponents, prompt: str, device: torch.de
     if c.clip_skip <= 1:
         return c.text_encoder(ids).last_hidden_state
     hidden = c.text_encoder(ids, output_hidden_states=True).hidden_states[-c.clip_skip]
-    return c.text_encoder.text_model.final_layer_norm(hidden)
+    # transformers 5 puts the final norm on CLIPTextModel itself; 4.x had it under .text_model
+    text_model = getattr(c.text_encoder, "text_model", c.text_encoder)
+    return text_model.final_layer_norm(hidden)
 
 
 def _check_window_fits(components: Live2DiffComponents, settings: EngineSettings) -> None:

@@ -54,7 +54,7 @@ def cover_size(aspect: float, width: int, height: int) -> tuple[int, int]:
 
 
 class OBSSource(Source):
-    def __init__(self, source_name: str, obs: OBSSettings, fps: float = 30.0, quality: int = 90) -> None:
+    def __init__(self, source_name: str, obs: OBSSettings, fps: float = 30.0, quality: int = 80) -> None:
         super().__init__()
         if not source_name:
             raise SourceError("obs: needs a source or scene name, e.g. obs:Camera")

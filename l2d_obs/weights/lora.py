@@ -148,10 +148,10 @@ def fuse_loras(models: dict[str, nn.Module], loras: list[tuple[LoraFile, float]]
     """Fuse each (LoraFile, scale) into ``models`` ("unet", "text_encoder"); all-or-nothing: every pair of
     every file is matched and shape-checked before the first weight changes."""
     updates: list[tuple[nn.Module, LoraPair, float]] = []
+    lookup = {
+        (target, kohya): _target_modules(model, kohya) for target, model in models.items() for kohya in (True, False)
+    }
     for lora, scale in loras:
-        lookup = {
-            (target, kohya): _target_modules(model, kohya) for target, model in models.items() for kohya in (True, False)
-        }
         missing: list[str] = []
         misfit: list[str] = []
         for pair in lora.pairs:

@@ -64,3 +64,15 @@ def test_config_helpers():
         BenchConfig(parts=("engine", "gpu"))
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([1.0, 2.0], 95) == pytest.approx(1.95)
+
+
+def test_full_depth_parts_have_the_real_architecture():
+    from l2d_obs.bench.models import build_dpt_hybrid
+    from l2d_obs.engine.depth import DepthEncoder
+
+    dpt = build_dpt_hybrid()
+    config = dpt.model.config
+    assert config.is_hybrid and dpt.input_size == (384, 384)
+    assert 1.1e8 < sum(p.numel() for p in dpt.model.parameters()) < 1.4e8  # MiDaS DPT-hybrid ~123M
+    e_cond = DepthEncoder(4, 320)  # the official ladder 4 -> ... -> 320
+    assert e_cond.conv_out.out_channels == 320

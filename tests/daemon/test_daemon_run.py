@@ -245,3 +245,35 @@ def test_source_error_at_start_is_raised_and_wait_retries(factory):
     final = Daemon(tiny(), Absent(80, 60, limit=30), [RecordingSink()], factory,
                    DaemonConfig(wait=True, max_frames=3)).run()
     assert Absent.opens == 3 and final["frames_published"] == 3
+
+
+def test_vcam_gets_every_published_frame_in_order_at_the_input_pace(factory):
+    import pyvirtualcam
+    from pyvirtualcam.util import decode_fourcc
+
+    from l2d_obs.sinks.virtualcam import VirtualCamSink
+    from tests.daemon.test_sinks import RecorderBackend
+
+    pyvirtualcam.register_backend("l2d-test-recorder", RecorderBackend)
+    RecorderBackend.instances.clear()
+    try:
+        rec = RecordingSink()
+        d = Daemon(tiny(), PatternSource(160, 120, fps=30), [VirtualCamSink(backend="l2d-test-recorder"), rec],
+                   factory, DaemonConfig(max_frames=30, output_size=(96, 72)))
+        final = d.run()
+    finally:
+        pyvirtualcam.camera.BACKENDS.pop("l2d-test-recorder", None)
+    cam = RecorderBackend.instances[0]
+    assert (cam.width, cam.height, cam.fps) == (96, 72, 30)
+    assert decode_fourcc(cam.fourcc) == pyvirtualcam.PixelFormat.RGB.value and cam.closed == 1
+    # Exactly what the daemon published (new and repeated frames), in the same order.
+    assert len(cam.frames) == len(rec.records) == final["frames_published"] + final["frames_repeated"]
+    for (_, sent), (_, frame) in zip(cam.frames, rec.records):
+        assert sent.shape == (96 * 72 * 3,)
+        assert np.array_equal(sent.reshape(72, 96, 3), frame.pixels)
+    indices = [f.index for _, f in rec.records]
+    assert indices == sorted(indices)
+    # Paced at the source's 30 fps: no bursts, no long gaps once the engine is warm.
+    gaps = np.diff([t for t, _ in cam.frames])
+    assert statistics.median(gaps) == pytest.approx(1 / 30, abs=0.01)
+    assert gaps.min() > 0.7 / 30

@@ -232,7 +232,7 @@ def test_end_to_end_cli_obs_in_obs_out(obs, tmp_path):
                     shots.append((time.monotonic(), screenshot(viewer, "e2e-media", 160, 90)))
                 except OBSRequestError:
                     pass  # not created yet
-                if not status_text and len(shots) > 10:
+                if not status_text and len(list(out.glob("*.png"))) > 5:  # running: ask it how it is doing
                     r = cli_run("status", "--json", env=env)
                     status_text = r.stdout + r.stderr
                 time.sleep(0.05)

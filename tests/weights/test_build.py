@@ -81,7 +81,7 @@ def write_bundle(root: Path, *, depth: bool = True, motion_depth: bool = True) -
         lcm_lora_scale = {LCM_SCALE}
         vae = "taesd"
         motion_heads = {MOTION_HEADS}
-        clip_skip = 1
+        clip_skip = 2
 
         [[model.loras]]
         name = "style"
@@ -104,7 +104,7 @@ def write_bundle(root: Path, *, depth: bool = True, motion_depth: bool = True) -
         scheduler=new_scheduler(),
         depth_encoder=depth_encoder.eval() if depth else None,
         depth_estimator=dpt if depth else None,
-        clip_skip=1,
+        clip_skip=2,
     )
     return Bundle(root / "style.toml", expected)
 
@@ -129,7 +129,7 @@ def test_components_equal_the_source_models(bundle):
     for part in ("unet", "vae", "text_encoder", "depth_encoder"):
         close_weights(getattr(got, part), getattr(exp, part))
     close_weights(got.depth_estimator.model, exp.depth_estimator.model)
-    assert got.clip_skip == 1 and got.scheduler.config.beta_schedule == "linear"
+    assert got.clip_skip == 2 and got.scheduler.config.beta_schedule == "linear"
 
     # and they compute the same: a 3-frame UNet pass and a prompt encoding
     gen = torch.Generator().manual_seed(0)
