@@ -76,19 +76,24 @@ class RateMeter:
     def __init__(self, window: float = 2.0) -> None:
         self._times: collections.deque[float] = collections.deque()
         self._window = window
+        self._lock = threading.Lock()  # ticked by a stage thread, read by status/control threads
+
+    def _trim(self, now: float) -> None:
+        while self._times and now - self._times[0] > self._window:
+            self._times.popleft()
 
     def tick(self, now: float) -> None:
-        self._times.append(now)
-        while self._times and now - self._times[0] > self._window:
-            self._times.popleft()
+        with self._lock:
+            self._times.append(now)
+            self._trim(now)
 
     def rate(self, now: float) -> float:
-        while self._times and now - self._times[0] > self._window:
-            self._times.popleft()
-        if len(self._times) < 2:
-            return 0.0
-        span = self._times[-1] - self._times[0]
-        return (len(self._times) - 1) / span if span > 0 else 0.0
+        with self._lock:
+            self._trim(now)
+            if len(self._times) < 2:
+                return 0.0
+            span = self._times[-1] - self._times[0]
+            return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
 @dataclass

@@ -6,6 +6,7 @@ import datetime
 import logging
 import os
 import platform
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -88,8 +89,6 @@ class BenchReport:
 
 
 def run_bench(cfg: BenchConfig) -> BenchReport:
-    import time
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.monotonic()

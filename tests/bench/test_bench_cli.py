@@ -111,10 +111,10 @@ def test_human_table_and_bad_options(capsys):
 
 def test_full_size_builds_the_real_architecture_and_runs_the_engine(capsys):
     # Real SD1.5 + motion modules + CLIP ViT-L/14 sizes with random weights, at 64px. On 2 shared CPU
-    # cores this is the slowest test: one frame per variant, one repetition, a 4-frame window, and no
+    # cores this is the slowest test: one frame per variant, one repetition, T=1, a 4-frame window, and no
     # depth (DPT-hybrid alone takes ~20 s per frame here; its build is checked in test_baselines).
     report = _bench_json(capsys, "--quick", "--size", "full", "--resolution", "64", "--parts", "engine",
-                         "--frames", "1", "--repeats", "1", "--window", "4", "--warmup", "2", "--no-depth",
+                         "--frames", "1", "--repeats", "1", "--window", "4", "--warmup", "2", "--steps", "1", "--no-depth",
                          "--threads", "1")
     e, model = report["engine"], report["engine"]["model"]
     assert report["daemon"] is None and report["soak"] is None

@@ -182,7 +182,7 @@ def test_publish_to_visible_latency_at_30fps(obs, record_property):
     numbers = {
         "transitions": len(ms), "median_ms": round(float(np.median(ms)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
         "max_ms": round(float(ms.max()), 1), "first_third_median_ms": round(early, 1), "last_third_median_ms": round(late, 1),
-        "fps_in": status["fps_in"], "fps_out": status["fps_out"], "repeated": status["frames_repeated"],
+        "fps_in": status["fps_in"], "fps_out": status["fps_out"], "repeated": status["frames_repeated"], "dropped_output": status["dropped_output"],
         "published": status["frames_published"], "slope_ms_per_s": round(slope, 2), "capture_to_publish_median_ms": round(1000 * statistics.median(capture_to_publish), 1),
         "screenshots_per_s": round(len(seen) / 21, 1),
     }
@@ -190,9 +190,12 @@ def test_publish_to_visible_latency_at_30fps(obs, record_property):
     print("\nOBS publish->visible latency:", numbers)
     # Thresholds leave room for a loaded 2-core CI machine; a real drift (ffmpeg pacing a 30 fps stream at
     # 25 fps) adds ~200 ms per second, i.e. seconds over this run.
-    assert numbers["median_ms"] < 200
-    assert abs(slope) < 5 and late < early + 100, numbers
-    assert status["fps_out"] >= 0.9 * status["fps_in"] and status["fps_in"] > 20, numbers
+    # (Measured here: median 90-180 ms with the load average at 3-5 on 2 cores, flat over 45 s; ~28 ms on a quiet one.)
+    assert numbers["median_ms"] < 300, numbers
+    assert slope < 20 and late < early + 150, numbers
+    # Output follows the input rate; on a starved CPU the JPEG encode for OBS can cost a frame period, and
+    # then the newest frame wins (counted in dropped_output) rather than a queue building up.
+    assert status["fps_in"] > 20 and status["fps_out"] > 20, numbers
 
 
 def frames_in(folder) -> dict[int, np.ndarray]:
@@ -335,3 +338,35 @@ def test_doctor_reports_obs_and_missing_camera(obs):
     assert obs.conn.password not in r.stdout + r.stderr
     bad = cli_run("doctor", env=cli_env({"L2D_OBS_PORT": str(free_port())}), timeout=60)
     assert any(l.startswith("FAIL") and "cannot reach OBS" in l for l in bad.stdout.splitlines())
+
+
+@pytest.mark.slow
+def test_cli_obs_not_running_errors_or_waits(obs, tmp_path):
+    def add_camera() -> None:
+        with obs.conn.client() as c:
+            if "wait-in" not in {s["sceneName"] for s in c.request("GetSceneList")["scenes"]}:
+                make_scene(c, "wait-in", program=False)
+                add_color_source(c, "wait-in", "wait-cam", (30, 230, 30))
+
+    obs.stop()
+    env = cli_env(obs.conn.env())
+    args = ["start", "--profile", "tiny", "--source", "obs:wait-cam", "--output", "null", "--frames", "3",
+            "--control-port", "0"]
+    r = cli_run(*args, env=env, timeout=60)
+    assert r.returncode == 6
+    assert r.stderr.strip().splitlines()[-1].startswith(f"l2d-obs: error: cannot reach OBS at 127.0.0.1:{obs.conn.port}")
+    assert "--wait" in r.stderr
+    proc = cli(*args, "--wait", env=env)
+    try:
+        time.sleep(3)
+        assert proc.poll() is None  # still waiting, with backoff
+        obs.start()
+        add_camera()  # whether OBS saved it or not, the daemon finds it on its next retry
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr[-1500:]
+    assert "retrying in" in stderr and "stopped after 3 frames" in stderr
+    assert obs.conn.password not in stderr
