@@ -19,7 +19,7 @@ def bench(
     device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: best available).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="fp32, fp16 or bf16 (default: fp16 on GPU, fp32 on CPU).")] = None,
     size: Annotated[str, typer.Option("--size", help="tiny, small, or full (SD1.5 + motion modules + DPT-hybrid, random weights).")] = "tiny",
-    resolution: Annotated[Optional[int], typer.Option("--resolution", help="Square frame size in pixels (default: 64 tiny, 128 small, 512 full).")] = None,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", help="Square frame size in pixels (default: 64 tiny and small, 512 full).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Denoising steps T in the stream batch.")] = 2,
     window: Annotated[int, typer.Option("--window", help="Attention window L.")] = 16,
     warmup: Annotated[int, typer.Option("--warmup", help="Warmup frames Lw.")] = 8,
@@ -51,7 +51,7 @@ def bench(
         compile=auto.compile if compile_unet is None else compile_unet,
         cuda_graphs=auto.cuda_graphs if cuda_graphs is None else cuda_graphs,
     )
-    default_resolution = {"tiny": 64, "small": 128, "full": 512}
+    default_resolution = {"tiny": 64, "small": 64, "full": 512}
     try:
         cfg = BenchConfig(
             size=size,

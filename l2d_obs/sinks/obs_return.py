@@ -21,6 +21,7 @@ import threading
 from ..config import OBSSettings
 from ..errors import OBSConnectionError, SinkError
 from ..frames import Frame
+from ..handoff import CLOSED, LatestSlot
 from ..obsclient import OBSClient, OBSRequestError
 from .base import Sink, encode_jpeg
 
@@ -28,27 +29,65 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INPUT_NAME = "l2d-obs output"
 _PREFIX_LEN = 20  # SOI + the JFIF APP0 segment: identical for every frame from cv2's encoder
+_SEND_BUFFER = 64 * 1024
+# Wallclock timestamps stop ffmpeg pacing the stream at 25 fps (DESIGN §6); no probing buffer at start.
+FFMPEG_OPTIONS = "use_wallclock_as_timestamps=1 fflags=nobuffer probesize=32768 analyzeduration=0"
+
+
+class _Client:
+    """One connected player. Its own sender thread takes the newest JPEG from a one-item slot, so a player
+    that reads slower than we publish skips frames instead of letting them pile up in socket buffers
+    (which would add seconds of latency)."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.slot: LatestSlot[bytes] = LatestSlot()
+        self.alive = True
+        self._sent_prefix: bytes | None = None  # the frame start already sent after the previous frame
+        self.thread = threading.Thread(target=self._run, name="obs-return-send", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.alive:
+            jpeg = self.slot.get(timeout=0.5)
+            if jpeg is CLOSED:
+                break
+            if jpeg is None:
+                continue
+            prefix = jpeg[:_PREFIX_LEN]
+            # The previous send ended with this frame's first bytes: send the rest, then the next frame's
+            # first bytes (every frame from the same encoder starts alike) so ffmpeg can close this frame now.
+            body = jpeg[_PREFIX_LEN:] if self._sent_prefix == prefix else jpeg
+            try:
+                self.conn.sendall(body + prefix)
+            except OSError:
+                break
+            self._sent_prefix = prefix
+        self.alive = False
+        self.conn.close()
+
+    def close(self) -> None:
+        self.alive = False
+        self.slot.close()
 
 
 class JpegStreamServer:
-    """TCP server on 127.0.0.1 sending each JPEG to every connected client."""
+    """TCP server on 127.0.0.1 sending the newest JPEG to every connected client."""
 
     def __init__(self, port: int = 0) -> None:
         self._sock = socket.create_server(("127.0.0.1", port))
         self._sock.settimeout(0.2)
         self.port = self._sock.getsockname()[1]
-        self._clients: list[socket.socket] = []
-        self._fresh: set[socket.socket] = set()  # clients that have not got a frame start yet
+        self._clients: list[_Client] = []
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._prefix: bytes | None = None
         self._thread = threading.Thread(target=self._accept_loop, name="obs-return-accept", daemon=True)
         self._thread.start()
 
     @property
     def clients(self) -> int:
         with self._lock:
-            return len(self._clients)
+            return sum(c.alive for c in self._clients)
 
     def _accept_loop(self) -> None:
         while not self._closed.is_set():
@@ -59,44 +98,30 @@ class JpegStreamServer:
             except OSError:
                 break
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.settimeout(1.0)  # a client that stops reading is dropped, never blocks the output
+            # A small send buffer: at most a frame or two can wait in the kernel (latency stays bounded).
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+            conn.settimeout(2.0)  # a player that stops reading entirely is dropped
             with self._lock:
-                self._clients.append(conn)
-                self._fresh.add(conn)
-            log.debug("obs-return: client connected (%d)", len(self._clients))
+                self._clients = [c for c in self._clients if c.alive] + [_Client(conn)]
+            log.debug("obs-return: player connected (%d)", self.clients)
 
     def send(self, jpeg: bytes) -> None:
-        prefix = jpeg[:_PREFIX_LEN]
-        same_start = prefix == self._prefix
-        self._prefix = prefix
         with self._lock:
             clients = list(self._clients)
-            fresh = set(self._fresh)
-            self._fresh.clear()
-        dead = []
-        for conn in clients:
-            # A client already holding this frame's first bytes (sent with the previous frame) gets the rest,
-            # then the next frame's first bytes so ffmpeg can close this frame at once.
-            body = jpeg[_PREFIX_LEN:] if (same_start and conn not in fresh) else jpeg
-            try:
-                conn.sendall(body + prefix)
-            except OSError:
-                dead.append(conn)
-        if dead:
-            with self._lock:
-                for conn in dead:
-                    if conn in self._clients:
-                        self._clients.remove(conn)
-                    conn.close()
+        for client in clients:
+            if client.alive:
+                client.slot.put(jpeg)
 
     def close(self) -> None:
         self._closed.set()
         self._sock.close()
         self._thread.join(1)
         with self._lock:
-            for conn in self._clients:
-                conn.close()
-            self._clients.clear()
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
+        for client in clients:
+            client.thread.join(1)
 
 
 def media_source_settings(url: str) -> dict:
@@ -104,7 +129,7 @@ def media_source_settings(url: str) -> dict:
         "is_local_file": False,
         "input": url,
         "input_format": "mjpeg",
-        "ffmpeg_options": "use_wallclock_as_timestamps=1",
+        "ffmpeg_options": FFMPEG_OPTIONS,
         "buffering_mb": 0,
         "reconnect_delay_sec": 1,
         "restart_on_activate": False,

@@ -188,23 +188,59 @@ def test_mjpeg_preview_streams_latest_frames():
 
 
 # --- obs return transport ------------------------------------------------------------------------
+def _connect(server):
+    client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    deadline = time.monotonic() + 5
+    while server.clients == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return client
+
+
+def _recv_at_least(client, n, received=b""):
+    while len(received) < n:
+        received += client.recv(65536)
+    return received
+
+
 def test_jpeg_stream_sends_next_frame_start_early():
     server = JpegStreamServer(0)
     try:
-        client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-        deadline = time.monotonic() + 5
-        while server.clients == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        client = _connect(server)
         jpegs = [encode_jpeg(solid((i * 80, 0, 0)).pixels) for i in range(3)]
         received = b""
-        for j in jpegs:
+        for k, j in enumerate(jpegs):
             server.send(j)
-        client.settimeout(2)
-        want = sum(len(j) for j in jpegs) + 20
-        while len(received) < want:
-            received += client.recv(65536)
+            received = _recv_at_least(client, sum(len(x) for x in jpegs[: k + 1]) + 20, received)
         # after frame k comes the start of frame k+1 at once, so ffmpeg can close frame k
         assert received == b"".join(jpegs) + jpegs[0][:20]
+        client.close()
+    finally:
+        server.close()
+
+
+def test_jpeg_stream_skips_frames_for_a_slow_player():
+    server = JpegStreamServer(0)
+    try:
+        client = _connect(server)
+        rng = np.random.default_rng(0)
+        jpegs = [encode_jpeg(rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)) for _ in range(4)]
+        for i in range(120):  # ~30 MB offered to a player that is not reading
+            server.send(jpegs[i % 4])
+        time.sleep(0.5)
+        client.settimeout(0.5)
+        data = b""
+        try:
+            while True:
+                chunk = client.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+        # Only a couple of frames were waiting (socket buffers), not the whole backlog, and they are whole.
+        assert 0 < len(data) < 6 * len(jpegs[0]), len(data)
+        frames = data.split(b"\xff\xd8\xff\xe0")
+        assert len(frames) - 1 <= 6
         client.close()
     finally:
         server.close()
