@@ -52,7 +52,8 @@ def _register_commands() -> None:
 def main(argv: list[str] | None = None) -> int:
     _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False click hands back the code of a typer.Exit instead of raising it.
+        result = app(args=argv, standalone_mode=False)
     except L2DError as exc:
         print(f"l2d-obs: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -71,6 +72,6 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 

@@ -27,13 +27,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, TextIO
 
-from .errors import ConfigError, L2DError, SinkError, SourceError
+from .engine.stream import PreparedStyle
+from .errors import ConfigError, L2DError, MissingWeightsError, SinkError, SourceError
 from .frames import Frame
 from .handoff import CLOSED, BoundedQueue, LatestSlot
 from .imageops import fit
 from .profiles import Profile, load_profile
 from .sinks.base import Sink
 from .sources.base import CorruptFrame, Source, SourceLost
+from .styles import StyleLibrary
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class DaemonConfig:
     status_interval: float = 1.0
     status_stream: TextIO | None = None  # where the live status line goes (default stderr)
     shutdown_timeout: float = 1.5
+    preload: tuple[str, ...] = ()  # profiles prepared at start so switching to them is fast
 
 
 class RateMeter:
@@ -135,9 +138,14 @@ class Daemon:
         self._fatal: BaseException | None = None
         self._threads: list[threading.Thread] = []
         self._engine: EngineLike | None = None
-        self._pending: tuple[Profile, EngineLike] | None = None
+        # Switching: requests go to one worker (the newest request wins); what it prepares waits in
+        # _pending until the engine thread takes it between two frames.
+        self._pending: PendingSwitch | None = None
         self._switch_state: dict[str, Any] = {}
         self._switch_lock = threading.Lock()
+        self._switch_requests: LatestSlot[tuple[Profile, float]] = LatestSlot()
+        self._awaiting_first_frame: tuple[str, float] | None = None
+        self.styles: StyleLibrary | None = None
         self._started_at = time.monotonic()
         self.state = "starting"
         self.output_size: tuple[int, int] = (profile.width, profile.height)
@@ -157,17 +165,19 @@ class Daemon:
         return self._stop.is_set()
 
     def request_switch(self, name: str) -> dict[str, Any]:
-        """Validate a profile now (ProfileError on a bad one) and build its engine in the background.
-
-        The running engine keeps producing frames until the new one is ready; the engine thread then
-        swaps them between two frames.
-        """
+        """Validate a profile now (one-line L2DError on a bad one, nothing changes) and prepare it in
+        the background while the current style keeps streaming. The engine thread takes it over
+        between two frames. Rapid requests: the newest wins, older unfinished ones are dropped."""
         profile = load_profile(name)
+        if profile.model.kind != "tiny":
+            from .weights import check_profile_files
+
+            problems = check_profile_files(profile)
+            if problems:
+                raise MissingWeightsError(problems[0])
         with self._switch_lock:
-            if self._switch_state.get("state") == "building":
-                raise ConfigError(f"already switching to {self._switch_state['profile']!r}; wait until it is active")
-            self._switch_state = {"profile": profile.name, "state": "building"}
-        threading.Thread(target=self._build_for_switch, args=(profile,), name="engine-build", daemon=True).start()
+            self._switch_state = {"profile": profile.name, "state": "preparing"}
+        self._switch_requests.put((profile, time.monotonic()))
         return {"switching_to": profile.name}
 
     def status(self) -> dict[str, Any]:
@@ -198,6 +208,7 @@ class Daemon:
             "reconnects": s.reconnects,
             "sink_errors": s.sink_errors,
             "switch": dict(self._switch_state),
+            "styles": self._styles_status(),
             "uptime_s": round(now - self._started_at, 1),
         }
 
@@ -229,9 +240,11 @@ class Daemon:
                 sink.open(*self.output_size, self.fps)
                 opened_sinks.append(sink)
             self._engine = self._factory(self.profile)
+            self._setup_styles()
             self._start_control()
             self.state = "running"
-            for target, name in ((self._capture_loop, "capture"), (self._engine_loop, "engine"), (self._output_loop, "output")):
+            for target, name in ((self._capture_loop, "capture"), (self._engine_loop, "engine"), (self._output_loop, "output"),
+                                 (self._switch_loop, "switch")):
                 t = threading.Thread(target=self._guard(target), name=f"l2d-{name}", daemon=True)
                 self._threads.append(t)
                 t.start()
@@ -305,6 +318,7 @@ class Daemon:
         self._stop.set()
         self._inbox.close()
         self._outbox.close()
+        self._switch_requests.close()
         deadline = time.monotonic() + self.config.shutdown_timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -394,6 +408,14 @@ class Daemon:
 
     def _deliver(self, frame: Frame) -> None:
         self.stats.frames_engine_out += 1
+        if self._awaiting_first_frame is not None:
+            name, requested_at = self._awaiting_first_frame
+            self._awaiting_first_frame = None
+            latency_ms = round((time.monotonic() - requested_at) * 1000, 1)
+            with self._switch_lock:
+                if self._switch_state.get("profile") == name:
+                    self._switch_state = {"profile": name, "state": "active", "latency_ms": latency_ms}
+            log.info("style %s active %.0f ms after the request", name, latency_ms)
         if isinstance(self._outbox, BoundedQueue):
             while not self._outbox.put(frame, timeout=0.2):
                 if self._stop.is_set():
@@ -450,23 +472,64 @@ class Daemon:
             stats.frames_repeated += 1
 
     # --- profile switching -----------------------------------------------------------------------
-    def _build_for_switch(self, profile: Profile) -> None:
-        try:
-            engine = self._factory(profile)
-        except Exception as exc:  # noqa: BLE001 - a failed switch keeps the old style running
-            msg = str(exc) if isinstance(exc, L2DError) else f"{type(exc).__name__}: {exc}"
-            log.error("switching to %s failed: %s", profile.name, msg)
-            with self._switch_lock:
-                self._switch_state = {"profile": profile.name, "state": "failed", "error": msg}
+    def _setup_styles(self) -> None:
+        """A real engine switches styles in place (re-warming its cache); others are rebuilt."""
+        engine = self._engine
+        if not hasattr(engine, "apply_style"):
             return
-        with self._switch_lock:
-            self._pending = (profile, engine)
+        self.styles = StyleLibrary(engine.device, engine.dtype)
+        self.styles.adopt(self.profile, engine.style)
+        self.styles.preload(list(self.config.preload))
+
+    def _styles_status(self) -> dict[str, Any]:
+        if self.styles is None:
+            return {}
+        return {"active": self.profile.name, "preloaded": sorted(self.styles.preloaded), **self.styles.held()}
+
+    def _switch_loop(self) -> None:
+        while not self._stop.is_set():
+            item = self._switch_requests.get(timeout=0.2)
+            if item is CLOSED:
+                return
+            if item is None:
+                continue
+            profile, requested_at = item
+            try:
+                if self.styles is not None:
+                    prepared: Any = self.styles.prepare(profile.name).style
+                else:
+                    prepared = self._factory(profile)
+            except Exception as exc:  # noqa: BLE001 - a failed switch keeps the old style running
+                msg = str(exc) if isinstance(exc, L2DError) else f"{type(exc).__name__}: {exc}"
+                log.error("switching to %s failed: %s", profile.name, msg)
+                with self._switch_lock:
+                    if self._switch_state.get("profile") == profile.name:
+                        self._switch_state = {"profile": profile.name, "state": "failed", "error": msg}
+                continue
+            if len(self._switch_requests):
+                continue  # a newer request is waiting: this one is already out of date
+            with self._switch_lock:
+                self._pending = PendingSwitch(profile, prepared, requested_at)
 
     def _maybe_swap_engine(self) -> None:
         with self._switch_lock:
             pending, self._pending = self._pending, None
-            if pending is None:
-                return
-            self.profile, self._engine = pending
-            self._switch_state = {"profile": self.profile.name, "state": "active"}
-        log.warning("now styling with profile %s", self.profile.name)
+        if pending is None:
+            return
+        self._awaiting_first_frame = (pending.profile.name, pending.requested_at)
+        if isinstance(pending.prepared, PreparedStyle):
+            outputs = self._engine.apply_style(pending.prepared)  # re-warms from the recent input frames
+            self.profile = pending.profile
+            if self.styles is not None:
+                self.styles.activated(pending.profile.name)
+            for out in outputs:
+                self._deliver(out)
+        else:
+            self.profile, self._engine = pending.profile, pending.prepared
+
+
+@dataclass(frozen=True)
+class PendingSwitch:
+    profile: Profile
+    prepared: Any  # a PreparedStyle for the real engine, or a whole new engine for others
+    requested_at: float

@@ -86,6 +86,13 @@ class StyleLibrary:
             self._styles[profile.name] = entry
         return entry
 
+    def adopt(self, profile: Profile, style: PreparedStyle) -> None:
+        """Register the style an engine was built with, so switching back to it reuses its parts."""
+        with self._lock:
+            self._components.setdefault(model_key(profile), style.components)
+            self._styles[profile.name] = StyleEntry(profile, style)
+            self.active = profile.name
+
     def preload(self, names: list[str]) -> None:
         for name in names:
             entry = self.prepare(name)

@@ -176,10 +176,8 @@ def build_components(size: str, depth: bool = True, weights_seed: int = 0) -> Li
         scheduler=sd15_scheduler(),
         depth_encoder=None if depth_encoder is None else depth_encoder.eval(),
         depth_estimator=depth_estimator,
-        # The prompt is encoded once per engine, outside every timing, so clip_skip changes no figure.
-        # (StreamEngine.encode_prompt's clip_skip>1 path reads `text_model`, which transformers 5's
-        # CLIPTextModel lacks: reported to the engine's owner.)
-        clip_skip=1,
+        # SD1.5 styles use the penultimate CLIP layer; the prompt is encoded once, outside every timing.
+        clip_skip=2 if size == "full" else 1,
     )
 
 

@@ -50,6 +50,7 @@ def start(
     loop: Annotated[bool, typer.Option("--loop", help="Loop a file: source.")] = False,
     pace: Annotated[bool, typer.Option("--pace/--no-pace", help="Play a file: source at its frame rate (or as fast as possible).")] = True,
     vcam_backend: Annotated[Optional[str], typer.Option("--vcam-backend", help="pyvirtualcam backend (default: the first that works).")] = None,
+    preload: Annotated[Optional[str], typer.Option("--preload", help="Styles to prepare at start for fast switching, e.g. vangogh,cartoon.")] = None,
 ) -> None:
     """Start styling: capture, run the engine, publish. Ctrl+C stops it."""
     from ..daemon import Daemon, DaemonConfig, default_engine_factory
@@ -70,6 +71,7 @@ def start(
         raise ConfigError("--frames must be at least 1")
     daemon = Daemon(prof, src, sinks, default_engine_factory(device, dtype), DaemonConfig(
         max_frames=frames, output_size=_size(size, "--size"), wait=wait, control_port=settings.control_port,
+        preload=tuple(name.strip() for name in (preload or "").split(",") if name.strip()),
     ))
     logging.getLogger("l2d_obs.daemon").setLevel(min(logging.INFO, logging.getLogger().level or logging.INFO))
 
@@ -101,7 +103,10 @@ def _format_status(st: dict) -> str:
     ]
     if st.get("switch"):
         sw = st["switch"]
-        lines.append(f"switch  {sw.get('profile')}: {sw.get('state')}" + (f" ({sw['error']})" if sw.get("error") else ""))
+        detail = f" ({sw['error']})" if sw.get("error") else f" in {sw['latency_ms']:.0f} ms" if sw.get("latency_ms") else ""
+        lines.append(f"switch  {sw.get('profile')}: {sw.get('state')}{detail}")
+    if st.get("styles", {}).get("preloaded"):
+        lines.append("styles  preloaded " + ", ".join(st["styles"]["preloaded"]))
     return "\n".join(lines)
 
 
@@ -114,6 +119,34 @@ def status(
 
     st = ControlClient().status()
     typer.echo(json.dumps(st, indent=2) if as_json else _format_status(st))
+
+
+@app.command()
+def switch(
+    profile: Annotated[str, typer.Argument(help="Name of the style profile to switch to.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the new style is on screen.")] = True,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")] = 120.0,
+) -> None:
+    """Switch a running daemon to another style; the current one keeps streaming meanwhile."""
+    from ..control.client import ControlClient
+
+    client = ControlClient()
+    name = client.switch(profile)["switching_to"]
+    if not wait:
+        typer.echo(f"switching to {name}")
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sw = client.status().get("switch", {})
+        if sw.get("profile") == name and sw.get("state") == "active":
+            typer.echo(f"switched to {name} in {sw.get('latency_ms', 0):.0f} ms")
+            return
+        if sw.get("profile") == name and sw.get("state") == "failed":
+            raise ControlError(f"switching to {name} failed: {sw.get('error')}; the previous style keeps running")
+        if sw.get("profile") != name:
+            raise ControlError(f"another switch (to {sw.get('profile')}) replaced this one")
+        time.sleep(0.1)
+    raise ControlError(f"{name} was not active after {timeout:.0f} s; see 'l2d-obs status'")
 
 
 @app.command()
