@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,19 @@ class OBSSettings:
 
 
 @dataclass(frozen=True)
+class SwitchRules:
+    """OBS events that switch styles: program scene -> profile, source shown -> profile, custom events."""
+
+    scenes: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    custom_events: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     obs: OBSSettings
     control_port: int = DEFAULT_CONTROL_PORT
+    switching: SwitchRules = SwitchRules()
     config_path: Path | None = None  # the file that was read, if any
 
 
@@ -82,7 +92,12 @@ def state_dir() -> Path:
     return Path(base) / "l2d-obs"
 
 
-_FILE_KEYS = {"obs": {"host": str, "port": int, "password": str}, "control": {"port": int}}
+_FILE_KEYS = {
+    "obs": {"host": str, "port": int, "password": str},
+    "control": {"port": int},
+    # style switching from OBS events (see l2d_obs/control/obs_events.py)
+    "switching": {"scenes": dict, "sources": dict, "custom_events": bool},
+}
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -101,8 +116,12 @@ def _read_file(path: Path) -> dict[str, Any]:
             expected = _FILE_KEYS[section].get(key)
             if expected is None:
                 raise ConfigError(f"{path}: unknown key '{section}.{key}' (known: {', '.join(_FILE_KEYS[section])})")
-            if not isinstance(v, expected) or isinstance(v, bool):
+            if not isinstance(v, expected) or (isinstance(v, bool) and expected is not bool):
                 raise ConfigError(f"{path}: '{section}.{key}' must be a {expected.__name__}")
+            if expected is dict:
+                bad = [k for k, name in v.items() if not isinstance(name, str) or not name.strip()]
+                if bad:
+                    raise ConfigError(f"{path}: '{section}.{key}.{bad[0]}' must name a style profile (a string)")
     return data
 
 
@@ -132,8 +151,14 @@ def load_settings(control_port: int | None = None) -> Settings:
         password = obs_file.get("password", "")
     if control_port is None:
         control_port = _port(data.get("control", {}).get("port", DEFAULT_CONTROL_PORT), f"{path}: control.port")
+    switching = data.get("switching", {})
     return Settings(
         obs=OBSSettings(host=host, port=port, password=Secret(password)),
         control_port=control_port,
+        switching=SwitchRules(
+            scenes=dict(switching.get("scenes", {})),
+            sources=dict(switching.get("sources", {})),
+            custom_events=switching.get("custom_events", True),
+        ),
         config_path=path if data else None,
     )

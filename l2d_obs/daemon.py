@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, TextIO
 
 from .engine.stream import PreparedStyle
+from .config import OBSSettings, SwitchRules
 from .errors import ConfigError, L2DError, MissingWeightsError, SinkError, SourceError
 from .frames import Frame
 from .handoff import CLOSED, BoundedQueue, LatestSlot
@@ -71,6 +72,8 @@ class DaemonConfig:
     status_stream: TextIO | None = None  # where the live status line goes (default stderr)
     shutdown_timeout: float = 1.5
     preload: tuple[str, ...] = ()  # profiles prepared at start so switching to them is fast
+    # Switch styles on OBS events (scene changes, source visibility, custom events); None: off.
+    obs_events: tuple[OBSSettings, SwitchRules] | None = None
 
 
 class RateMeter:
@@ -146,6 +149,7 @@ class Daemon:
         self._switch_requests: LatestSlot[tuple[Profile, float]] = LatestSlot()
         self._awaiting_first_frame: tuple[str, float] | None = None
         self.styles: StyleLibrary | None = None
+        self.event_switcher = None
         self._started_at = time.monotonic()
         self.state = "starting"
         self.output_size: tuple[int, int] = (profile.width, profile.height)
@@ -242,6 +246,7 @@ class Daemon:
             self._engine = self._factory(self.profile)
             self._setup_styles()
             self._start_control()
+            self._start_event_switching()
             self.state = "running"
             for target, name in ((self._capture_loop, "capture"), (self._engine_loop, "engine"), (self._output_loop, "output"),
                                  (self._switch_loop, "switch")):
@@ -334,6 +339,8 @@ class Daemon:
                 log.exception("closing %s failed", sink.name)
         if self.control is not None:
             self.control.close()
+        if self.event_switcher is not None:
+            self.event_switcher.stop()
         stuck = [t.name for t in self._threads if t.is_alive()]
         if stuck:
             log.warning("threads still busy at shutdown: %s", ", ".join(stuck))
@@ -480,6 +487,14 @@ class Daemon:
         self.styles = StyleLibrary(engine.device, engine.dtype)
         self.styles.adopt(self.profile, engine.style)
         self.styles.preload(list(self.config.preload))
+
+    def _start_event_switching(self) -> None:
+        if self.config.obs_events is None:
+            return
+        from .control.obs_events import OBSEventSwitcher
+
+        obs, rules = self.config.obs_events
+        self.event_switcher = OBSEventSwitcher(obs, rules, lambda request: self.request_switch(request.profile)).start()
 
     def _styles_status(self) -> dict[str, Any]:
         if self.styles is None:

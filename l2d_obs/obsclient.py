@@ -23,7 +23,12 @@ from .errors import OBSConnectionError
 
 log = logging.getLogger(__name__)
 
-_OP_HELLO, _OP_IDENTIFY, _OP_IDENTIFIED, _OP_REQUEST, _OP_RESPONSE = 0, 1, 2, 6, 7
+_OP_HELLO, _OP_IDENTIFY, _OP_IDENTIFIED, _OP_EVENT, _OP_REQUEST, _OP_RESPONSE = 0, 1, 2, 5, 6, 7
+
+# obs-websocket 5 event subscription bits (EventSubscription enum).
+EVENTS_GENERAL = 1 << 0  # CustomEvent among others
+EVENTS_SCENES = 1 << 2  # CurrentProgramSceneChanged
+EVENTS_SCENE_ITEMS = 1 << 7  # SceneItemEnableStateChanged
 
 
 class OBSRequestError(OBSConnectionError):
@@ -42,8 +47,9 @@ def _auth_string(password: str, salt: str, challenge: str) -> str:
 class OBSClient:
     """One authenticated obs-websocket connection. Thread-safe (requests are serialised)."""
 
-    def __init__(self, host: str, port: int, password: str | None, timeout: float = 5.0) -> None:
+    def __init__(self, host: str, port: int, password: str | None, timeout: float = 5.0, event_subscriptions: int = 0) -> None:
         self.host = host
+        self.event_subscriptions = event_subscriptions  # 0: requests only; else read events with next_event()
         self.port = port
         self._password = password or ""
         self.timeout = timeout
@@ -69,7 +75,7 @@ class OBSClient:
             hello = json.loads(ws.recv())
             if hello.get("op") != _OP_HELLO:
                 raise OBSConnectionError(f"{self.address} is not an obs-websocket 5 server; check L2D_OBS_PORT")
-            identify: dict[str, Any] = {"rpcVersion": 1, "eventSubscriptions": 0}
+            identify: dict[str, Any] = {"rpcVersion": 1, "eventSubscriptions": self.event_subscriptions}
             auth = hello["d"].get("authentication")
             if auth:
                 if not self._password:
@@ -140,3 +146,34 @@ class OBSClient:
             comment = status.get("comment") or "no reason given"
             raise OBSRequestError(f"OBS refused {request_type}: {comment} (code {status.get('code')})", status.get("code", 0))
         return reply["d"].get("responseData") or {}
+
+    def next_event(self, timeout: float = 0.5) -> tuple[str, dict[str, Any]] | None:
+        """The next event (type, data) on a connection opened with event_subscriptions, or None on timeout.
+
+        Use a dedicated connection for events: ``request`` skips anything that is not its response.
+        """
+        ws = self._ws
+        if ws is None:
+            raise OBSConnectionError(f"not connected to OBS at {self.address}")
+        ws.settimeout(timeout)
+        try:
+            raw = ws.recv()
+        except (socket.timeout, websocket.WebSocketTimeoutException):
+            return None
+        except (OSError, websocket.WebSocketException) as exc:
+            self.close()
+            raise OBSConnectionError(f"lost the connection to OBS at {self.address} ({type(exc).__name__})") from None
+        finally:
+            if self._ws is not None:
+                self._ws.settimeout(self.timeout)
+        if not raw:
+            self.close()
+            raise OBSConnectionError(f"OBS at {self.address} closed the connection")
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return None
+        if message.get("op") != _OP_EVENT:
+            return None
+        d = message.get("d", {})
+        return str(d.get("eventType", "")), d.get("eventData") or {}

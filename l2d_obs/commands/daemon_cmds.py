@@ -51,6 +51,7 @@ def start(
     pace: Annotated[bool, typer.Option("--pace/--no-pace", help="Play a file: source at its frame rate (or as fast as possible).")] = True,
     vcam_backend: Annotated[Optional[str], typer.Option("--vcam-backend", help="pyvirtualcam backend (default: the first that works).")] = None,
     preload: Annotated[Optional[str], typer.Option("--preload", help="Styles to prepare at start for fast switching, e.g. vangogh,cartoon.")] = None,
+    obs_events: Annotated[Optional[bool], typer.Option("--obs-events/--no-obs-events", help="Switch styles on OBS events ([switching] in the config file, custom events). Default: on when OBS is a source or output, or rules are configured.")] = None,
 ) -> None:
     """Start styling: capture, run the engine, publish. Ctrl+C stops it."""
     from ..daemon import Daemon, DaemonConfig, default_engine_factory
@@ -69,7 +70,12 @@ def start(
     sinks = [make_sink(spec, settings.obs, sink_opts) for spec in (output or ["vcam"])]
     if frames is not None and frames < 1:
         raise ConfigError("--frames must be at least 1")
+    uses_obs = source.startswith("obs:") or any(spec.split(":")[0] == "obs" for spec in (output or []))
+    rules = settings.switching
+    if obs_events is None:
+        obs_events = uses_obs or bool(rules.scenes or rules.sources)
     daemon = Daemon(prof, src, sinks, default_engine_factory(device, dtype), DaemonConfig(
+        obs_events=(settings.obs, rules) if obs_events else None,
         max_frames=frames, output_size=_size(size, "--size"), wait=wait, control_port=settings.control_port,
         preload=tuple(name.strip() for name in (preload or "").split(",") if name.strip()),
     ))

@@ -19,25 +19,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..config import OBSSettings
+from ..config import OBSSettings, SwitchRules
 from ..errors import L2DError, OBSConnectionError
 from ..obsclient import EVENTS_GENERAL, EVENTS_SCENE_ITEMS, EVENTS_SCENES, OBSClient
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SwitchRules:
-    scenes: dict[str, str] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
-    custom_events: bool = True
-
-    @property
-    def active(self) -> bool:
-        return bool(self.scenes or self.sources or self.custom_events)
 
 
 def profile_from_custom_event(event_data: Any) -> str | None:
