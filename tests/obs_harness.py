@@ -9,6 +9,7 @@ conftest wraps it; under CI (CI=true) a missing binary or a failed start is a te
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -79,6 +80,33 @@ class OBSHarness:
             f"[General]\nName={PROFILE}\n\n[Video]\nBaseCX={w}\nBaseCY={h}\nOutputCX={w}\nOutputCY={h}\n"
             "FPSType=0\nFPSCommon=30\n"
         )
+
+    @property
+    def scene_collection_path(self) -> Path:
+        """The scene collection OBS loads (``--collection l2dtest``) and rewrites on a clean stop."""
+        return self.home / ".config" / "obs-studio" / "basic" / "scenes" / "l2dtest.json"
+
+    def read_scene_collection(self) -> dict:
+        path = self.scene_collection_path
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def add_script(self, path: Path | str, settings: dict | None = None) -> None:
+        """Have OBS load a Python script (Tools -> Scripts) with these settings at its next start.
+
+        Writes the script into the scene collection (keeping what OBS saved there, replacing an earlier
+        entry for the same file); call it while OBS is stopped, or OBS overwrites it when it exits."""
+        data = self.read_scene_collection() or {"name": "l2dtest"}
+        tool = data.setdefault("modules", {}).setdefault("scripts-tool", [])
+        path = str(Path(path).resolve())
+        tool[:] = [entry for entry in tool if entry.get("path") != path]
+        tool.append({"path": path, "settings": dict(settings or {})})
+        self.scene_collection_path.parent.mkdir(parents=True, exist_ok=True)
+        self.scene_collection_path.write_text(json.dumps(data, indent=4))
+
+    def obs_log(self) -> str:
+        """OBS's own log files (newest last), e.g. to see what a script printed."""
+        logs = sorted((self.home / ".config" / "obs-studio" / "logs").glob("*.txt"), key=lambda p: p.stat().st_mtime)
+        return "\n".join(p.read_text(errors="replace") for p in logs)
 
     @staticmethod
     def binaries_missing() -> list[str]:
