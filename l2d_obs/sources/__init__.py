@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ..config import OBSSettings
@@ -42,10 +43,14 @@ def make_source(spec: str, obs: OBSSettings | None = None, options: SourceOption
         device: int | str = int(arg) if arg.isdigit() else arg
         return DeviceSource(device, options.camera_size, options.camera_fps, options.camera_fourcc)
     if kind == "file":
+        if not arg:
+            raise ConfigError("file: needs a path, e.g. file:clip.mp4 or file:frames/")
+        if os.path.isdir(arg):  # a folder of numbered PNG frames, played at --fps
+            from .folder import FrameFolderSource
+
+            return FrameFolderSource(arg, fps=options.fps, pace=options.file_pace)
         from .video import VideoFileSource
 
-        if not arg:
-            raise ConfigError("file: needs a path, e.g. file:clip.mp4")
         return VideoFileSource(arg, pace=options.file_pace, loop=options.file_loop)
     if kind == "pattern":
         from .pattern import PatternSource
