@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -189,8 +190,9 @@ class OBSHarness:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def obs_fixture_body(tmp_root: Path):
-    """Generator used by conftest fixtures: yields a started OBSHarness, fails (CI) or skips (locally)."""
+def obs_fixture_body(tmp_root: Path, prepare: Callable[[OBSHarness], None] | None = None):
+    """Generator used by conftest fixtures: yields a started OBSHarness, fails (CI) or skips (locally).
+    ``prepare(harness)`` runs before OBS first starts (e.g. ``harness.add_script(...)``)."""
     missing = OBSHarness.binaries_missing()
     if missing:
         reason = f"{' and '.join(missing)} not installed (apt-get install obs-studio xvfb)"
@@ -199,6 +201,8 @@ def obs_fixture_body(tmp_root: Path):
         pytest.skip(reason)
     harness = OBSHarness(tmp_root)
     try:
+        if prepare is not None:
+            prepare(harness)
         harness.start()
     except Exception as exc:  # noqa: BLE001 - any failure to start is a test failure with its reason
         harness.close()

@@ -357,16 +357,23 @@ def test_cli_obs_not_running_errors_or_waits(obs, tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith(f"l2d-obs: error: cannot reach OBS at 127.0.0.1:{obs.conn.port}")
     assert "--wait" in r.stderr
     proc = cli(*args, "--wait", env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
     try:
-        time.sleep(3)
+        # Start OBS only once the daemon has really tried and is backing off (its imports alone can
+        # take seconds on a loaded machine).
+        assert wait_until(lambda: any("retrying in" in line for line in lines), 90), "".join(lines)[-1500:]
         assert proc.poll() is None  # still waiting, with backoff
         obs.start()
         add_camera()  # whether OBS saved it or not, the daemon finds it on its next retry
-        _, stderr = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+        reader.join(10)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+    stderr = "".join(lines)
     assert proc.returncode == 0, stderr[-1500:]
     assert "retrying in" in stderr and "stopped after 3 frames" in stderr
     assert obs.conn.password not in stderr
