@@ -155,6 +155,29 @@ def normalise_vae_latents(vae, generator: torch.Generator) -> None:
             last_conv.bias.mul_(1.0 / spread)
 
 
+def normalise_vae_output(vae, generator: torch.Generator, spread: float = 0.25) -> None:
+    """Shift and scale the random decoder's last conv so decoded pictures are mid-grey on average with
+    visible contrast, instead of a near-black frame: the tiny demo should look like video.
+
+    TAESD's decoder layers produce [0, 1] pixels (mapped to [-1, 1] afterwards), so the target is
+    mean 0.5 with the given spread at the last conv's output.
+    """
+    last_conv = [m for m in vae.decoder.modules() if isinstance(m, nn.Conv2d)][-1]
+    captured: list[torch.Tensor] = []
+    hook = last_conv.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    try:
+        with torch.no_grad():
+            vae.decode(torch.randn(4, 4, 8, 8, generator=generator))
+    finally:
+        hook.remove()
+    raw = captured[-1]
+    gain = spread / float(raw.std())
+    with torch.no_grad():
+        last_conv.weight.mul_(gain)
+        if last_conv.bias is not None:
+            last_conv.bias.sub_(float(raw.mean())).mul_(gain).add_(0.5)
+
+
 def build_tiny_components(weights_seed: int = 0, depth: bool = True, sizes: TinySizes = TinySizes()) -> Live2DiffComponents:
     """All parts at toy size; the same seed gives bit-identical weights on every machine."""
     with torch.random.fork_rng(devices=[]):
@@ -166,6 +189,7 @@ def build_tiny_components(weights_seed: int = 0, depth: bool = True, sizes: Tiny
         generator = torch.Generator().manual_seed(weights_seed + 1)
         make_motion_modules_matter(unet, generator)
         normalise_vae_latents(vae, generator)
+        normalise_vae_output(vae, generator)
         depth_encoder = None
         depth_estimator = None
         if depth:
