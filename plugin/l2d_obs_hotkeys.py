@@ -85,22 +85,34 @@ def daemon_endpoint():
     return address.rstrip("/"), token
 
 
+def _call(method, path, body=None, endpoint=None):
+    """One request to the daemon's control API; returns the decoded JSON reply."""
+    base, token = endpoint or daemon_endpoint()
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    headers = {"Authorization": "Bearer " + token}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read().decode("utf-8") or "{}")
+
+
+def active_profile():
+    """The daemon's current style (it may have changed through OBS events or the CLI)."""
+    try:
+        return _call("GET", "/status").get("profile") or _state["current"]
+    except (OSError, ValueError, KeyError, urllib.error.URLError):
+        return _state["current"]
+
+
 def request_switch(profile):
     """POST /switch; returns a one-line result for the script log."""
     try:
-        base, token = daemon_endpoint()
+        endpoint = daemon_endpoint()
     except (OSError, ValueError, KeyError) as exc:
         return "no running l2d-obs daemon found ({}); start it with 'l2d-obs start'".format(exc)
-    body = json.dumps({"profile": profile}).encode("utf-8")
-    req = urllib.request.Request(
-        base + "/switch",
-        data=body,
-        method="POST",
-        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"},
-    )
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            json.loads(resp.read().decode("utf-8") or "{}")
+        _call("POST", "/switch", {"profile": profile}, endpoint)
         _state["current"] = profile
         return "switching to " + profile
     except urllib.error.HTTPError as exc:
@@ -109,26 +121,35 @@ def request_switch(profile):
         except ValueError:
             reason = exc.reason
         return "daemon refused {}: {}".format(profile, reason)
-    except (urllib.error.URLError, OSError) as exc:
-        return "cannot reach the l2d-obs daemon at {}: {}".format(base, exc)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return "cannot reach the l2d-obs daemon at {}: {}".format(endpoint[0], exc)
 
 
-def switch_async(profile):
-    def work():
-        result = request_switch(profile)
+def _run_async(work):
+    def run():
+        result = work()
         _state["last_result"] = result
         _log(obs.LOG_INFO if result.startswith("switching") else obs.LOG_WARNING, result)
 
-    threading.Thread(target=work, name="l2d-obs-switch", daemon=True).start()
+    threading.Thread(target=run, name="l2d-obs-switch", daemon=True).start()
+
+
+def switch_async(profile):
+    _run_async(lambda: request_switch(profile))
 
 
 def step(offset):
-    profiles = _state["profiles"]
+    """Next/previous style, counted from the style the daemon shows now."""
+    profiles = list(_state["profiles"])
     if not profiles:
         return
-    current = _state["current"]
-    index = profiles.index(current) if current in profiles else (-1 if offset > 0 else 0)
-    switch_async(profiles[(index + offset) % len(profiles)])
+
+    def work():
+        current = active_profile()
+        index = profiles.index(current) if current in profiles else (-1 if offset > 0 else 0)
+        return request_switch(profiles[(index + offset) % len(profiles)])
+
+    _run_async(work)
 
 
 def _make_callback(profile):
