@@ -5,10 +5,9 @@
 
 - Live sources hand over through one-item slots where the newest frame wins: a slow engine drops input
   frames instead of queueing them, so latency stays bounded. Files are never dropped (they play slower).
-- The output thread paces publishing at the source's frame rate: a new frame goes out as soon as it is
-  ready but no sooner than 3/4 of a frame period after the previous one (so bursts are spread out), and
-  when no new frame comes (slow model, OBS gone) the last frame is repeated so a virtual camera or OBS
-  never sees the stream stall.
+- For a live source the output thread runs a steady clock at the source's frame rate: each tick publishes
+  the newest finished frame, or repeats the last one when nothing new is ready (slow model, OBS gone), so
+  a virtual camera or OBS sees an even cadence and never a stall. A file's frames go out once each.
 - A lost source (OBS quit, camera unplugged) is reopened with backoff by the capture thread; nothing
   else notices except the status line.
 - Profile switches build the new engine on a helper thread while the old one keeps running, and the
@@ -431,35 +430,71 @@ class Daemon:
             self._outbox.put(frame)
 
     def _output_loop(self) -> None:
-        period = 1.0 / self.fps if self.fps > 0 else 0.0
-        paced = self.source.live or getattr(self.source, "pace", True)
-        repeat = self.source.live  # a file's output must contain each frame once
-        last: Frame | None = None
-        last_at = 0.0
-        last_was_new = False
-        while not self._stop.is_set():
-            if last is None or not repeat:
-                timeout = 0.1
-            else:  # wait for a new frame until the next one is due, then repeat the last
-                timeout = max(0.0, last_at + period * (1.5 if last_was_new else 1.0) - time.monotonic())
-            item = self._outbox.get(timeout=min(timeout, 0.1))
-            if item is CLOSED:
-                break
-            now = time.monotonic()
-            if item is None:
-                if repeat and last is not None and now >= last_at + period * (1.5 if last_was_new else 1.0) - 1e-4:
-                    self._publish(last, new=False)
-                    last_at, last_was_new = time.monotonic(), False
-                continue
-            if paced and last is not None and now - last_at < 0.75 * period:
-                time.sleep(0.75 * period - (now - last_at))
-            last = item.with_pixels(fit(item.pixels, *self.output_size))
-            self._publish(last, new=True)
-            last_at, last_was_new = time.monotonic(), True
-            if self.config.max_frames is not None and self.stats.frames_published >= self.config.max_frames:
-                log.info("published %d frames; stopping", self.stats.frames_published)
-                break
+        if self.source.live:
+            self._output_live()
+        else:
+            self._output_file()
         self._stop.set()
+
+    def _reached_max_frames(self) -> bool:
+        if self.config.max_frames is not None and self.stats.frames_published >= self.config.max_frames:
+            log.info("published %d frames; stopping", self.stats.frames_published)
+            return True
+        return False
+
+    def _output_live(self) -> None:
+        """A steady clock at the input rate: every tick publishes the newest finished frame, or repeats
+        the last one when nothing new is ready, so a virtual camera or OBS sees an even cadence whatever
+        the engine does (a new frame waits at most one period for its tick)."""
+        period = 1.0 / self.fps if self.fps > 0 else 1.0 / 30
+        last: Frame | None = None
+        fresh: Frame | None = None
+        next_tick: float | None = None
+        while not self._stop.is_set():
+            wait = 0.1 if next_tick is None else max(0.0, next_tick - time.monotonic())
+            item = self._outbox.get(timeout=min(wait, 0.1))
+            if item is CLOSED:
+                if fresh is not None:  # the last finished frame still goes out
+                    self._publish(fresh.with_pixels(fit(fresh.pixels, *self.output_size)), new=True)
+                return
+            if item is not None:
+                fresh = item  # newest wins
+                if next_tick is None:
+                    next_tick = time.monotonic()  # the very first frame goes out at once
+            now = time.monotonic()
+            if next_tick is None or now < next_tick:
+                continue
+            if fresh is not None:
+                last, fresh = fresh.with_pixels(fit(fresh.pixels, *self.output_size)), None
+                self._publish(last, new=True)
+                if self._reached_max_frames():
+                    return
+            elif last is not None:
+                self._publish(last, new=False)
+            next_tick += period
+            if now - next_tick > period:  # fell behind (a slow sink): restart the clock, no burst
+                next_tick = now + period
+
+    def _output_file(self) -> None:
+        """Files: every frame exactly once, in order; paced at the file's rate unless --no-pace."""
+        period = 1.0 / self.fps if self.fps > 0 else 0.0
+        paced = getattr(self.source, "pace", True)
+        last_at: float | None = None
+        while not self._stop.is_set():
+            item = self._outbox.get(timeout=0.1)
+            if item is CLOSED:
+                return
+            if item is None:
+                continue
+            if paced and last_at is not None:
+                # The source is paced already; this only spreads out frames that finish in a burst.
+                gap = time.monotonic() - last_at
+                if gap < 0.75 * period:
+                    time.sleep(0.75 * period - gap)
+            self._publish(item.with_pixels(fit(item.pixels, *self.output_size)), new=True)
+            last_at = time.monotonic()
+            if self._reached_max_frames():
+                return
 
     def _publish(self, frame: Frame, new: bool) -> None:
         stats = self.stats

@@ -32,7 +32,8 @@ class LatestSlot(Generic[T]):
 
     def put(self, item: T) -> None:
         with self._cond:
-            if self._closed:
+            if self._closed:  # shutting down: the item is dropped, and counted as such
+                self.dropped += 1
                 return
             if self._item is not None:
                 self.dropped += 1
