@@ -158,6 +158,12 @@ class OBSHarness:
         self.stop()
         raise RuntimeError(f"OBS websocket did not answer within {timeout:.0f} s: {last}")
 
+    def ensure_running(self) -> "OBSHarness":
+        """Start OBS again if a test stopped or killed it (fixtures share one OBS)."""
+        if self._obs is None or self._obs.poll() is not None:
+            self.start()
+        return self
+
     # --- teardown ------------------------------------------------------------------------------
     def stop(self, timeout: float = 10.0) -> None:
         """Clean shutdown (SIGINT), escalating to SIGKILL."""

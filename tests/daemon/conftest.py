@@ -15,9 +15,7 @@ def obs_session(tmp_path_factory) -> OBSHarness:
 @pytest.fixture
 def obs(obs_session: OBSHarness) -> OBSHarness:
     """The session OBS, restarted first if a previous test stopped or killed it."""
-    if obs_session._obs is None or obs_session._obs.poll() is not None:
-        obs_session.start()
-    return obs_session
+    return obs_session.ensure_running()
 
 
 @pytest.fixture(autouse=True)

@@ -47,9 +47,7 @@ def obs_session(switching_root, tmp_path_factory) -> Iterator[OBSHarness]:
 @pytest.fixture
 def obs(obs_session: OBSHarness) -> OBSHarness:
     """The folder's OBS, restarted first if a previous test stopped or killed it."""
-    if obs_session._obs is None or obs_session._obs.poll() is not None:
-        obs_session.start()
-    return obs_session
+    return obs_session.ensure_running()
 
 
 @pytest.fixture(autouse=True)
