@@ -5,9 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import signal
-import sys
 import time
 from typing import Annotated, Optional
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,6 +25,9 @@ from .motion import build_motion_unet, map_original_motion_checkpoint
 from .plan import Requirement, profile_requirements
 from .sources import parse_source
 from .store import profile_ref, resolve
+
+if TYPE_CHECKING:  # annotations only: the heavy imports happen where the models are built
+    from diffusers import LCMScheduler
 
 log = logging.getLogger(__name__)
 

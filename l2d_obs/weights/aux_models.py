@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..engine.depth import TransformersDepthEstimator
 from ..errors import CheckpointError, MissingWeightsError
 from .base import _read_json, _weights_file
 from .checkpoint import _short_list, load_checked, read_state_dict
+
+if TYPE_CHECKING:  # annotations only: the heavy imports happen where the models are built
+    from diffusers import AutoencoderTiny
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import CheckpointError, MissingWeightsError
 from .checkpoint import StateDict, _short_list, check_state_dict, read_state_dict
+
+if TYPE_CHECKING:  # annotations only: the heavy imports happen where the models are built
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,15 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import CheckpointError
 from .checkpoint import StateDict, _short_list
+
+if TYPE_CHECKING:  # annotations only: the heavy imports happen where the models are built
+    from diffusers import UNet2DConditionModel, UNetMotionModel
 
 log = logging.getLogger(__name__)
 
