@@ -20,7 +20,9 @@ SHIPPED_PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
 NOISE_MODES = ("fixed", "fresh")
 MODEL_KINDS = ("tiny", "sd15")
-DEPTH_ESTIMATORS = ("dpt-hybrid", "depth-anything-small", "tiny")
+DEPTH_ESTIMATORS = ("dpt-hybrid", "depth-anything-small", "dpt", "tiny")  # "dpt": any DPT folder named by depth.source
+# A base trained for the few-step schedule itself (e.g. by `l2d-obs train`) needs no LCM-LoRA.
+NO_LCM_LORA = "none"
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,8 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
     engine = _parse_engine(path, data.get("engine", {}))
     if depth.estimator not in DEPTH_ESTIMATORS:
         raise _fail(path, "depth.estimator", f"must be one of {', '.join(DEPTH_ESTIMATORS)}, got {depth.estimator!r}")
+    if depth.estimator == "dpt" and depth.enabled and not depth.source:
+        raise _fail(path, "depth.source", "estimator 'dpt' loads the DPT folder named here; give its path")
 
     if "prompt" not in data or not data["prompt"].strip():
         raise _fail(path, "prompt", "missing or empty")
@@ -292,8 +296,9 @@ def _check_sources(path: Path, model: ModelSpec, depth_table: dict[str, Any]) ->
     from .weights.hashing import is_sha256
     from .weights.sources import parse_source
 
-    fields = [("model.base", model.base), ("model.motion", model.motion), ("model.lcm_lora", model.lcm_lora),
-              ("model.vae", model.vae)]  # fmt: skip
+    fields = [("model.base", model.base), ("model.motion", model.motion), ("model.vae", model.vae)]
+    if model.lcm_lora != NO_LCM_LORA:
+        fields.append(("model.lcm_lora", model.lcm_lora))
     fields += [(f"model.loras[{i}].source", lora.source) for i, lora in enumerate(model.loras)]
     if "source" in depth_table:
         fields.append(("depth.source", depth_table["source"]))

@@ -39,6 +39,20 @@ class DepthEncoder(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
+    @staticmethod
+    def channels_of(state: dict[str, torch.Tensor]) -> tuple[int, ...] | None:
+        """The channel ladder a state dict was saved with (the official one, or a smaller trained one);
+        None when the keys do not describe a DepthEncoder."""
+        try:
+            ladder = [int(state["conv_in.weight"].shape[0])]
+            i = 0
+            while f"blocks.{i}.weight" in state:
+                ladder.append(int(state[f"blocks.{i}.weight"].shape[0]))
+                i += 1
+        except (KeyError, AttributeError, IndexError):
+            return None
+        return tuple(ladder)
+
     def forward(self, depth_latent: torch.Tensor) -> torch.Tensor:
         x = F.silu(self.conv_in(depth_latent))
         for block in self.blocks:
@@ -81,6 +95,10 @@ class TransformersDepthEstimator:
 
     @torch.no_grad()
     def estimate(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_depth(images)
+
+    def forward_depth(self, images: torch.Tensor) -> torch.Tensor:
+        """``estimate`` with autograd (training the estimator)."""
         n, _, h, w = images.shape
         param = next(self.model.parameters())
         x = images.to(device=param.device, dtype=param.dtype)

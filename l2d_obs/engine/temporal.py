@@ -260,6 +260,10 @@ class StreamingTemporalAttnProcessor:
     # Projected PE rows, recomputed only when the weights change (LoRA fuse, reload, dtype move).
     def _projected_pe(self, attn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         weights = (attn.to_q.weight, attn.to_k.weight, attn.to_v.weight)
+        if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
+            # Training: the PE rows are part of the graph (their gradient reaches to_q/k/v); no cache.
+            pe = self.position_table.pe[0].to(dtype=weights[0].dtype)
+            return tuple(F.linear(pe, w) for w in weights)  # type: ignore[return-value]
         key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
         if self._pe_proj is None or self._pe_proj[0] != key:
             pe = self.position_table.pe[0].to(dtype=weights[0].dtype)

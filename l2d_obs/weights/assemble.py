@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..engine.components import Live2DiffComponents
-from ..engine.depth import DepthEncoder
+from ..engine.depth import DEFAULT_DEPTH_ENCODER_CHANNELS, DepthEncoder
 from ..errors import CheckpointError, L2DError, ModelError
 from ..profiles import Profile
 from .aux_models import load_depth_estimator, load_taesd
@@ -66,20 +66,22 @@ def build_sd15_components(
             "use live2diff.ckpt or set [depth] enabled = false"
         )
 
-    loras: list[tuple[LoraFile, float]] = [
-        (parse_lora(read_state_dict(paths["lcm_lora"]), paths["lcm_lora"]), profile.model.lcm_lora_scale)
-    ]
+    loras: list[tuple[LoraFile, float]] = []
+    if "lcm_lora" in paths:  # absent for a base trained for few-step sampling (lcm_lora = "none")
+        loras.append((parse_lora(read_state_dict(paths["lcm_lora"]), paths["lcm_lora"]), profile.model.lcm_lora_scale))
     for i, spec in enumerate(profile.model.loras):
         file = paths[f"lora:{spec.name or i}"]
         loras.append((parse_lora(read_state_dict(file), file), spec.scale))
-    fuse_loras({"unet": base.unet, "text_encoder": base.text_encoder}, loras)
+    if loras:
+        fuse_loras({"unet": base.unet, "text_encoder": base.text_encoder}, loras)
 
     unet = build_motion_unet(base.unet, motion, profile.model.motion_heads)
     vae = load_taesd(paths["vae"])
 
     depth_encoder = depth_estimator = None
     if profile.depth.enabled:
-        depth_encoder = DepthEncoder(in_channels=4, out_channels=unet.config.block_out_channels[0])
+        ladder = DepthEncoder.channels_of(motion.depth_state) or DEFAULT_DEPTH_ENCODER_CHANNELS
+        depth_encoder = DepthEncoder(in_channels=4, out_channels=unet.config.block_out_channels[0], channels=ladder)
         load_checked(depth_encoder, motion.depth_state, motion_file, "Live2Diff depth encoder (flow_conv_in)")
         depth_estimator = load_depth_estimator(paths["depth"]).to(device, dtype)
         depth_encoder = depth_encoder.to(device=device, dtype=dtype).eval()

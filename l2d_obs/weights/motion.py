@@ -189,3 +189,66 @@ def build_motion_unet(unet2d: "UNet2DConditionModel", motion: MotionWeights, num
     if leftover:
         raise CheckpointError(f"{motion.source_file}: no weights for {_short_list(leftover)}")
     return model.eval()
+
+
+def to_original_motion_checkpoint(unet_state: StateDict, depth_state: StateDict | None = None) -> StateDict:
+    """The inverse of ``map_original_motion_checkpoint``: UNetMotionModel motion keys (and E_cond) in the
+    key layout of the official live2diff.ckpt, which the official loader and ours both read.
+
+    Non-motion keys of ``unet_state`` are ignored (the 2D UNet is saved in diffusers' layout elsewhere).
+    """
+    out: StateDict = {}
+    motion = re.compile(r"^(?P<prefix>(?:down_blocks|up_blocks)\.\d+\.motion_modules\.\d+|mid_block\.motion_modules\.\d+)\.(?P<rest>.+)$")
+    for key, tensor in unet_state.items():
+        m = motion.match(key)
+        if not m:
+            continue
+        base = f"{m['prefix']}.temporal_transformer"
+        rest = m["rest"]
+        block = re.fullmatch(r"transformer_blocks\.(\d+)\.(.+)", rest)
+        if block is None:
+            out[f"{base}.{rest}"] = tensor  # norm, proj_in, proj_out
+            continue
+        t, inner = block[1], block[2]
+        prefix = f"{base}.transformer_blocks.{t}"
+        if inner == "pos_embed.pe":
+            for n in (0, 1):  # the original keeps one PE table per attention (separate tensors on disk)
+                out[f"{prefix}.attention_blocks.{n}.pos_encoder.pe"] = tensor.clone()
+        elif (attn := re.fullmatch(r"attn([12])\.(.+)", inner)) is not None:
+            out[f"{prefix}.attention_blocks.{int(attn[1]) - 1}.{attn[2]}"] = tensor
+        elif (norm := re.fullmatch(r"norm([12])\.(weight|bias)", inner)) is not None:
+            out[f"{prefix}.norms.{int(norm[1]) - 1}.{norm[2]}"] = tensor
+        elif (norm3 := re.fullmatch(r"norm3\.(weight|bias)", inner)) is not None:
+            out[f"{prefix}.ff_norm.{norm3[1]}"] = tensor
+        elif inner.startswith("ff.net."):
+            out[f"{prefix}.{inner}"] = tensor
+        else:
+            raise CheckpointError(f"motion-module key {key!r} has no place in the Live2Diff checkpoint layout")
+    for key, tensor in (depth_state or {}).items():
+        out[f"flow_conv_in.{key}"] = tensor
+    return out
+
+
+def new_motion_unet(unet2d: "UNet2DConditionModel", num_heads: int, max_seq_length: int) -> "UNetMotionModel":  # noqa: F821
+    """A UNetMotionModel holding ``unet2d``'s weights and freshly initialised motion modules (no mid-block
+    module, as in Live2Diff), with each module's ``proj_out`` zeroed as original AnimateDiff does: the new
+    model computes exactly what ``unet2d`` computes until its motion modules are trained."""
+    from diffusers import UNetMotionModel
+
+    config = dict(UNetMotionModel.from_unet2d(unet2d, None, load_weights=False).config)
+    config.update(
+        motion_num_attention_heads=num_heads,
+        motion_max_seq_length=max_seq_length,
+        use_motion_mid_block=False,
+        temporal_transformer_layers_per_block=1,
+        temporal_transformer_layers_per_mid_block=1,
+    )
+    model = UNetMotionModel(**{k: v for k, v in config.items() if not k.startswith("_")})
+    missing, unexpected = model.load_state_dict(unet2d.state_dict(), strict=False)
+    if unexpected or any(".motion_modules." not in k for k in missing):
+        raise CheckpointError(f"the image UNet does not fit its motion version: {_short_list(sorted(unexpected) + sorted(missing))}")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".motion_modules." in name and ".proj_out." in name and ".transformer_blocks." not in name:
+                param.zero_()
+    return model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..profiles import Profile
+from ..profiles import NO_LCM_LORA, Profile
 from .sources import HfSource, LocalSource, Source, parse_source
 
 # What to fetch from a repository source, per role (only what l2d-obs loads, never whole repos).
@@ -65,9 +65,10 @@ def profile_requirements(profile: Profile) -> list[Requirement]:
     reqs = [
         req("base", "model.base", m.base, SD15_FOLDER_FILES, m.base_sha256),
         req("motion", "model.motion", m.motion, sha=m.motion_sha256),
-        req("lcm_lora", "model.lcm_lora", m.lcm_lora, sha=m.lcm_lora_sha256),
         req("vae", "model.vae", m.vae, TAESD_FOLDER_FILES),
     ]
+    if m.lcm_lora != NO_LCM_LORA:
+        reqs.insert(2, req("lcm_lora", "model.lcm_lora", m.lcm_lora, sha=m.lcm_lora_sha256))
     for i, lora in enumerate(m.loras):
         reqs.append(req(f"lora:{lora.name or i}", f"model.loras[{i}].source", lora.source, sha=lora.sha256))
     if profile.depth.enabled:

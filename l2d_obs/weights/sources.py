@@ -7,6 +7,8 @@
                                         where civitai asks for a login.
     /abs/path, ~/path, ./rel, rel       a local file or folder; relative paths are taken from the
                                         directory of the profile that names them.
+    package:PATH                        a file or folder shipped inside the l2d-obs package
+                                        (l2d_obs/data/PATH), e.g. the trained default's weights.
 
 A repository id is always exactly OWNER/REPO, so everything after the second slash is the file path.
 """
@@ -63,12 +65,25 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
         return _parse_hf(text)
     if text.startswith("civitai:"):
         return _parse_civitai(text)
+    if text.startswith("package:"):
+        return _parse_package(text)
     if re.match(r"^[a-z][a-z0-9+.-]*://", text):
         raise ConfigError(f"model source {text!r}: URLs are not supported; use hf:..., civitai:... or a local path")
     path = Path(text).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     return LocalSource(path)
+
+
+PACKAGE_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+def _parse_package(text: str) -> LocalSource:
+    rel = text[len("package:"):].strip("/")
+    parts = rel.split("/")
+    if not rel or any(p in ("", ".", "..") for p in parts):
+        raise ConfigError(f"model source {text!r}: expected package:PATH inside the package's data folder")
+    return LocalSource(PACKAGE_DATA_DIR.joinpath(*parts))
 
 
 def _parse_hf(text: str) -> HfSource:

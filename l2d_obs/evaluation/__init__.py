@@ -1,0 +1,1 @@
+"""Measuring what a style does to a video: structure kept, style applied, temporal consistency."""
