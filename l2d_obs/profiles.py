@@ -16,7 +16,9 @@ from typing import Any
 
 from .errors import ConfigError, ProfileError
 
-SHIPPED_PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+# The repository's profiles/ folder, reached through the package (l2d_obs/data/profiles is a link to it
+# in a checkout and a copy of it in a built wheel), so shipped profiles exist however l2d-obs is installed.
+SHIPPED_PROFILES_DIR = Path(__file__).resolve().parent / "data" / "profiles"
 
 NOISE_MODES = ("fixed", "fresh")
 MODEL_KINDS = ("tiny", "sd15")

@@ -23,6 +23,7 @@ from l2d_obs.training.stylize import STYLES, stylize
 _LABEL_W = 64
 _GAP = 4
 _BACKGROUND = 255
+PREVIEW_PHOTOS = ("astronaut", "chelsea", "rocket", "hubble_deep_field", "retina")
 
 
 @dataclass(frozen=True)
@@ -34,23 +35,26 @@ class PreviewSpec:
 
 
 def pick_clips(spec: PreviewSpec) -> list[Clip]:
-    """The first clips of the seed's stream that show each kind: scenes with and without a
-    person-like figure are not told apart here, so take two scenes, a photo with depth, a photo."""
+    """The first moving clips of the seed's stream: two scenes, then two photo clips.
+
+    Photos are limited to public-domain and CC0 ones (scene posters already skip the photos
+    without a stated licence), so the committed picture needs no attribution of its own.
+    """
     dataset = ClipDataset((spec.size, spec.size), spec.length, spec.seed)
-    wanted = {"scene": 2, "photo+depth": 1, "photo": 1}
-    chosen: list[Clip] = []
+    scenes: list[Clip] = []
+    photos: list[Clip] = []
     for index in range(400):
         clip = dataset.clip(index)
         if np.array_equal(clip.frames[0], clip.frames[-1]):
             continue  # a static clip shows nothing moving
-        key = "scene" if clip.source == "scene" else ("photo+depth" if clip.depth is not None else "photo")
-        if wanted.get(key, 0) > 0:
-            wanted[key] -= 1
-            chosen.append(clip)
-        if not any(wanted.values()):
+        if clip.source == "scene" and len(scenes) < 2:
+            scenes.append(clip)
+        elif clip.source.removeprefix("photo:") in PREVIEW_PHOTOS and len(photos) < 2:
+            if not any(p.source == clip.source for p in photos):
+                photos.append(clip)
+        if len(scenes) == 2 and len(photos) == 2:
             break
-    order = {"scene": 0, "photo+depth": 1, "photo": 2}
-    return sorted(chosen, key=lambda c: order["scene" if c.source == "scene" else ("photo+depth" if c.depth is not None else "photo")])
+    return scenes + photos
 
 
 def clip_rows(clip: Clip, shown: int) -> list[tuple[str, list[np.ndarray]]]:
@@ -59,7 +63,9 @@ def clip_rows(clip: Clip, shown: int) -> list[tuple[str, list[np.ndarray]]]:
     rows = [(clip.source.replace("photo:", ""), frames)]
     rows += [(style, [stylize(style, frame) for frame in frames]) for style in STYLES]
     if clip.depth is not None:
-        depth = [np.repeat((clip.depth[i] * 255.0 + 0.5).astype(np.uint8)[..., None], 3, axis=2) for i in picks]
+        depth = [
+            np.repeat((clip.depth[i] * 255.0 + 0.5).astype(np.uint8)[..., None], 3, axis=2) for i in picks
+        ]
         rows.append(("depth", depth))
     return rows
 
@@ -87,7 +93,9 @@ def grid(clips: list[Clip], spec: PreviewSpec) -> np.ndarray:
 def save_png(rgb: np.ndarray, path: Path) -> None:
     """A 256-colour PNG: keeps the preview small enough for the repository."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    picture = Image.fromarray(rgb).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    picture = Image.fromarray(rgb).quantize(
+        colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+    )
     picture.save(path, optimize=True)
 
 

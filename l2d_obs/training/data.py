@@ -34,6 +34,9 @@ import numpy as np
 from l2d_obs.imageops import fit
 
 HELDOUT_IMAGES = ("coffee",)
+# Bundled without a stated licence (docs/training-data.md): used as photo clips, never as posters
+# in scenes, and kept out of the committed preview picture.
+UNCLEAR_LICENCE_IMAGES = ("motorcycle_left", "color")
 SPLITS = ("train", "heldout")
 CLIP_KINDS = ("photo", "scene")
 STATIC_FRACTION = 1.0 / 8.0
@@ -84,8 +87,8 @@ _PHOTOS = (
     _Source("rocket", "public domain (SpaceX); via scikit-image"),
     _Source(
         "motorcycle_left",
-        "Middlebury 2014 stereo benchmark (Scharstein et al., GCPR 2014); no licence stated by "
-        "scikit-image, citation requested; via scikit-image",
+        "no licence stated (Middlebury 2014 stereo benchmark; scikit-image credits its authors and "
+        "cites Scharstein et al., GCPR 2014); via scikit-image",
     ),
     _Source("color", "no licence stated (a generated colour wheel); via scikit-image"),
     _Source("hubble_deep_field", "public domain (NASA/HubbleSite); via scikit-image"),
@@ -125,7 +128,9 @@ def _load_photo(source: _Source) -> NamedImage:
         rgb = getattr(skimage.data, loader)()
     rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
     rgb, disparity = _limit_size(rgb, disparity)
-    return NamedImage(source.name, _frozen(rgb), None if disparity is None else _frozen(disparity), source.licence)
+    return NamedImage(
+        source.name, _frozen(rgb), None if disparity is None else _frozen(disparity), source.licence
+    )
 
 
 def _read_sklearn_image(filename: str) -> np.ndarray:
@@ -136,7 +141,9 @@ def _read_sklearn_image(filename: str) -> np.ndarray:
     """
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("training data needs scikit-learn installed (for its sample images china.jpg, flower.jpg)")
+        raise ImportError(
+            "training data needs scikit-learn installed (for its sample images china.jpg, flower.jpg)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "images" / filename
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
@@ -242,9 +249,13 @@ def photo_clip(rng: np.random.Generator, image: NamedImage, size: tuple[int, int
     depth = None if disparity is None else np.empty((length, height, width), np.float32)
     for f in range(length):
         matrix = _view_matrix(path, f, scale, (height, width))
-        frames[f] = cv2.warpAffine(rgb, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        frames[f] = cv2.warpAffine(
+            rgb, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+        )
         if depth is not None:
-            depth[f] = cv2.warpAffine(disparity, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+            depth[f] = cv2.warpAffine(
+                disparity, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+            )
         if blob is not None:
             _paint_blob(blob, f, frames[f], None if depth is None else depth[f])
     if depth is not None:
@@ -252,7 +263,9 @@ def photo_clip(rng: np.random.Generator, image: NamedImage, size: tuple[int, int
     return Clip(frames, depth, f"photo:{image.name}")
 
 
-def _photo_camera(rng: np.random.Generator, source_hw: tuple[int, int], size: tuple[int, int], length: int) -> _CameraPath:
+def _photo_camera(
+    rng: np.random.Generator, source_hw: tuple[int, int], size: tuple[int, int], length: int
+) -> _CameraPath:
     src_h, src_w = source_hw
     height, width = size
     full_width = min(src_w, src_h * width / height)  # the widest crop with the frame's aspect
@@ -284,7 +297,9 @@ def _photo_camera(rng: np.random.Generator, source_hw: tuple[int, int], size: tu
     return _CameraPath(centre, crop_width, angle)
 
 
-def _random_centre(rng: np.random.Generator, source_hw: tuple[int, int], crop_w: float, crop_h: float) -> np.ndarray:
+def _random_centre(
+    rng: np.random.Generator, source_hw: tuple[int, int], crop_w: float, crop_h: float
+) -> np.ndarray:
     src_h, src_w = source_hw
     x = rng.uniform(crop_w / 2.0, max(crop_w / 2.0, src_w - crop_w / 2.0))
     y = rng.uniform(crop_h / 2.0, max(crop_h / 2.0, src_h - crop_h / 2.0))
@@ -352,7 +367,13 @@ def _paint_blob(blob: _Blob, f: int, frame: np.ndarray, depth: np.ndarray | None
 
 
 def _composite(
-    frame: np.ndarray, depth: np.ndarray | None, mask: np.ndarray, fill: np.ndarray, nearness: float | np.ndarray, x0: int, y0: int
+    frame: np.ndarray,
+    depth: np.ndarray | None,
+    mask: np.ndarray,
+    fill: np.ndarray,
+    nearness: float | np.ndarray,
+    x0: int,
+    y0: int,
 ) -> None:
     """Alpha-blend ``fill`` through ``mask`` into ``frame`` at (x0, y0), clipped to the frame."""
     height, width = frame.shape[:2]
@@ -400,7 +421,9 @@ def _grey_pattern(rng: np.random.Generator, height: int, width: int) -> np.ndarr
         texture = textures[int(rng.integers(len(textures)))]
         th, tw = texture.shape
         zoom = rng.uniform(0.25, 1.0)
-        ch, cw = max(8, int(th * zoom * height / max(height, width))), max(8, int(tw * zoom * width / max(height, width)))
+        ch, cw = max(8, int(th * zoom * height / max(height, width))), max(
+            8, int(tw * zoom * width / max(height, width))
+        )
         y, x = int(rng.integers(0, th - ch + 1)), int(rng.integers(0, tw - cw + 1))
         return cv2.resize(texture[y : y + ch, x : x + cw], (width, height), interpolation=cv2.INTER_AREA)
     if kind == "noise":
@@ -531,7 +554,17 @@ def plan_scene(
     has_person = rng.random() < 0.65
     shapes = []
     for _ in range(int(rng.integers(1, 5))):
-        shapes.append(_plan_shape(rng, (height, width), length, wall_near, floor_near if floor is not None else None, horizon, has_person))
+        shapes.append(
+            _plan_shape(
+                rng,
+                (height, width),
+                length,
+                wall_near,
+                floor_near if floor is not None else None,
+                horizon,
+                has_person,
+            )
+        )
     if posters and rng.random() < 0.4:
         shapes.append(_plan_poster(rng, (height, width), length, wall_near, posters))
     shapes.sort(key=lambda s: s.nearness)
@@ -539,10 +572,23 @@ def plan_scene(
     if not object_motion:
         shapes = [replace(shape, motion=np.zeros_like(shape.motion)) for shape in shapes]
         if person is not None:
-            person = replace(person, motion=np.zeros_like(person.motion), turn=np.full_like(person.turn, person.turn[0]))
+            person = replace(
+                person, motion=np.zeros_like(person.motion), turn=np.full_like(person.turn, person.turn[0])
+            )
     light = _lighting(rng, height, width)
+    shapes = [_lit(shape, light) for shape in shapes]
     return ScenePlan(
-        (height, width), camera, wall, wall_near, margin, floor, horizon, floor_near, tuple(shapes), person, light
+        (height, width),
+        camera,
+        wall,
+        wall_near,
+        margin,
+        floor,
+        horizon,
+        floor_near,
+        tuple(shapes),
+        person,
+        light,
     )
 
 
@@ -597,7 +643,11 @@ def _plan_shape(
         radii = rng.uniform(0.6, 1.0, count)
         outline = np.stack([np.cos(angles) * radii * half_w, np.sin(angles) * radii * half_h], axis=1)
     else:
-        outline = _blob_outline(rng, 0.5 * (half_w + half_h)) * np.array([half_w, half_h]) / (0.5 * (half_w + half_h))
+        outline = (
+            _blob_outline(rng, 0.5 * (half_w + half_h))
+            * np.array([half_w, half_h])
+            / (0.5 * (half_w + half_h))
+        )
     outline = outline + np.array([cx, cy])
     motion = np.zeros((length, 2))
     if rng.random() < 0.35:  # an object sliding across
@@ -608,14 +658,18 @@ def _plan_shape(
     return _Shape(outline, fill, nearness, motion, textured)
 
 
-def _plan_poster(rng: np.random.Generator, size: tuple[int, int], length: int, wall_near: float, posters: list[NamedImage]) -> _Shape:
+def _plan_poster(
+    rng: np.random.Generator, size: tuple[int, int], length: int, wall_near: float, posters: list[NamedImage]
+) -> _Shape:
     """A framed picture hanging on the wall, cut from one of the split's photos."""
     height, width = size
     image = posters[int(rng.integers(len(posters)))].rgb
     half_w = rng.uniform(0.1, 0.2) * width
     half_h = half_w * rng.uniform(0.6, 1.3)
     cx, cy = rng.uniform(0.15, 0.85) * width, rng.uniform(0.15, 0.5) * height
-    outline = np.array([[-half_w, -half_h], [half_w, -half_h], [half_w, half_h], [-half_w, half_h]]) + np.array([cx, cy])
+    outline = np.array(
+        [[-half_w, -half_h], [half_w, -half_h], [half_w, half_h], [-half_w, half_h]]
+    ) + np.array([cx, cy])
     fw, fh = int(2 * half_w) + 4, int(2 * half_h) + 4
     picture = fit(image, fw, fh).astype(np.float32)
     border = max(1, round(0.08 * min(fw, fh)))
@@ -626,11 +680,28 @@ def _plan_poster(rng: np.random.Generator, size: tuple[int, int], length: int, w
 
 # Skin tones from light to deep, and common hair colours (RGB).
 _SKIN = np.array(
-    [[255, 224, 196], [241, 194, 160], [224, 172, 130], [198, 134, 94], [161, 102, 70], [120, 74, 48], [88, 54, 36]],
+    [
+        [255, 224, 196],
+        [241, 194, 160],
+        [224, 172, 130],
+        [198, 134, 94],
+        [161, 102, 70],
+        [120, 74, 48],
+        [88, 54, 36],
+    ],
     np.float32,
 )
 _HAIR = np.array(
-    [[20, 16, 14], [60, 40, 28], [110, 74, 44], [200, 160, 96], [150, 60, 30], [170, 170, 170], [60, 90, 200], [200, 80, 160]],
+    [
+        [20, 16, 14],
+        [60, 40, 28],
+        [110, 74, 44],
+        [200, 160, 96],
+        [150, 60, 30],
+        [170, 170, 170],
+        [60, 90, 200],
+        [200, 80, 160],
+    ],
     np.float32,
 )
 
@@ -647,7 +718,10 @@ def _plan_person(rng: np.random.Generator, size: tuple[int, int], length: int) -
     t = np.arange(length, dtype=np.float64)
     bob_amp = rng.uniform(0.0, 0.04) * unit
     bob = np.stack(
-        [np.sin(t * rng.uniform(0.1, 0.4) + rng.uniform(0, 6)) * bob_amp, np.sin(t * rng.uniform(0.15, 0.5) + rng.uniform(0, 6)) * bob_amp * 0.5],
+        [
+            np.sin(t * rng.uniform(0.1, 0.4) + rng.uniform(0, 6)) * bob_amp,
+            np.sin(t * rng.uniform(0.15, 0.5) + rng.uniform(0, 6)) * bob_amp * 0.5,
+        ],
         axis=1,
     )
     turn0, turn1 = rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6)
@@ -701,13 +775,15 @@ def render_scene(plan: ScenePlan) -> Clip:
     light3 = np.repeat(plan.light, 3, axis=2)
     for f in range(length):
         shift = plan.camera[f]
-        frame_f = _warp_layer(plan.wall, _translation(shift * _parallax(plan.wall_nearness) - plan.margin), (width, height))
+        frame_f = _warp_layer(
+            plan.wall, _translation(shift * _parallax(plan.wall_nearness) - plan.margin), (width, height)
+        )
         depth_f = np.full((height, width), plan.wall_nearness, np.float32)
         if floor_layer is not None:
             _draw_floor(plan, f, frame_f, depth_f, floor_layer)
         frame_u8 = cv2.multiply(frame_f, light3, dtype=cv2.CV_8U)  # rounds and saturates
         for shape in plan.shapes:
-            _draw_shape(shape, shift * _parallax(shape.nearness) + shape.motion[f], frame_u8, depth_f, plan.light)
+            _draw_shape(shape, shift * _parallax(shape.nearness) + shape.motion[f], frame_u8, depth_f)
         if plan.person is not None:
             _draw_person(plan.person, f, shift, frame_u8, depth_f)
         frames[f] = frame_u8
@@ -750,13 +826,24 @@ def _draw_floor(plan: ScenePlan, f: int, frame: np.ndarray, depth: np.ndarray, l
     a = _parallax(plan.wall_nearness) - b * (m + plan.horizon)
     cam_x, cam_y = plan.camera[f]
     matrix = np.array([[1.0, cam_x * b, cam_x * a - m], [0.0, 1.0 + cam_y * b, cam_y * a - m]])
-    warped = cv2.warpAffine(layer, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.warpAffine(
+        layer, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     alpha = warped[..., 3:4]
     frame[...] = frame * (1.0 - alpha) + warped[..., :3] * alpha
     np.copyto(depth, warped[..., 4], where=warped[..., 3] >= 0.5)
 
 
-def _draw_shape(shape: _Shape, offset: np.ndarray, frame: np.ndarray, depth: np.ndarray, light: np.ndarray) -> None:
+def _lit(shape: _Shape, light: np.ndarray) -> _Shape:
+    """The shape's fill under the room's light where it stands at frame 0 (it carries that along)."""
+    h, w = shape.fill.shape[:2]
+    x0, y0 = np.floor(shape.outline.min(axis=0) - 1.0).astype(int)
+    ys = np.clip(np.arange(h) + y0, 0, light.shape[0] - 1)
+    xs = np.clip(np.arange(w) + x0, 0, light.shape[1] - 1)
+    return replace(shape, fill=(shape.fill * light[ys][:, xs]).astype(np.float32))
+
+
+def _draw_shape(shape: _Shape, offset: np.ndarray, frame: np.ndarray, depth: np.ndarray) -> None:
     outline = shape.outline + offset
     corner = outline.min(axis=0) - 1.0
     lo = np.floor(corner).astype(int)
@@ -765,16 +852,16 @@ def _draw_shape(shape: _Shape, offset: np.ndarray, frame: np.ndarray, depth: np.
     cv2.fillPoly(mask, [_fixed(outline - lo)], 255, cv2.LINE_AA, _SUBPIXEL_BITS)
     # The fill moves by the same fraction of a pixel as the outline, so textures glide, not judder.
     if shape.textured:
-        fill = cv2.warpAffine(shape.fill, _translation(corner - lo), (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        fill = cv2.warpAffine(
+            shape.fill,
+            _translation(corner - lo),
+            (w, h),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
     else:
-        fill = shape.fill.copy()
-    x0, y0 = int(lo[0]), int(lo[1])
-    ly0, ly1 = np.clip([y0, y0 + h], 0, frame.shape[0])
-    lx0, lx1 = np.clip([x0, x0 + w], 0, frame.shape[1])
-    if ly0 < ly1 and lx0 < lx1:
-        # Objects are lit by the room's light where they stand.
-        fill[ly0 - y0 : ly1 - y0, lx0 - x0 : lx1 - x0] *= light[ly0:ly1, lx0:lx1]
-    _composite(frame, depth, mask, fill, shape.nearness, x0, y0)
+        fill = shape.fill
+    _composite(frame, depth, mask, fill, shape.nearness, int(lo[0]), int(lo[1]))
 
 
 class _Pen:
@@ -785,7 +872,12 @@ class _Pen:
         self.mask = np.zeros(frame.shape[:2], np.uint8)
 
     def ellipse(
-        self, centre: tuple[float, float], axes: tuple[float, float], colour: np.ndarray, arc: tuple[float, float] = (0.0, 360.0), cover: bool = True
+        self,
+        centre: tuple[float, float],
+        axes: tuple[float, float],
+        colour: np.ndarray,
+        arc: tuple[float, float] = (0.0, 360.0),
+        cover: bool = True,
     ) -> None:
         c = (int(round(centre[0] * _SUBPIXEL)), int(round(centre[1] * _SUBPIXEL)))
         a = (max(1, int(round(axes[0] * _SUBPIXEL))), max(1, int(round(axes[1] * _SUBPIXEL))))
@@ -798,7 +890,14 @@ class _Pen:
         if cover:
             cv2.fillPoly(self.mask, [_fixed(points)], 255, cv2.LINE_AA, _SUBPIXEL_BITS)
 
-    def arc(self, centre: tuple[float, float], axes: tuple[float, float], arc: tuple[float, float], colour: np.ndarray, thickness: int) -> None:
+    def arc(
+        self,
+        centre: tuple[float, float],
+        axes: tuple[float, float],
+        arc: tuple[float, float],
+        colour: np.ndarray,
+        thickness: int,
+    ) -> None:
         c = (int(round(centre[0] * _SUBPIXEL)), int(round(centre[1] * _SUBPIXEL)))
         a = (max(1, int(round(axes[0] * _SUBPIXEL))), max(1, int(round(axes[1] * _SUBPIXEL))))
         for target, value in ((self.frame, _colour(colour)), (self.mask, 255)):
@@ -832,31 +931,64 @@ def _draw_person(person: _Person, f: int, camera: np.ndarray, frame: np.ndarray,
         pen.ellipse((cx_h, hy + 0.6 * r), (1.15 * r, 1.5 * r), person.hair)
     shoulders_y = ty + 3.0 * r
     pen.ellipse((cx_t, shoulders_y), (2.0 * r, 1.4 * r), person.shirt)
-    body = np.array([[cx_t - 2.0 * r, shoulders_y], [cx_t + 2.0 * r, shoulders_y], [cx_t + 2.15 * r, height + 2.0], [cx_t - 2.15 * r, height + 2.0]])
+    body = np.array(
+        [
+            [cx_t - 2.0 * r, shoulders_y],
+            [cx_t + 2.0 * r, shoulders_y],
+            [cx_t + 2.15 * r, height + 2.0],
+            [cx_t - 2.15 * r, height + 2.0],
+        ]
+    )
     pen.polygon(body, person.shirt)
-    neck = np.array([[cx_h - 0.38 * r, hy + 0.6 * r], [cx_h + 0.38 * r, hy + 0.6 * r], [cx_t + 0.42 * r, shoulders_y - 0.7 * r], [cx_t - 0.42 * r, shoulders_y - 0.7 * r]])
+    neck = np.array(
+        [
+            [cx_h - 0.38 * r, hy + 0.6 * r],
+            [cx_h + 0.38 * r, hy + 0.6 * r],
+            [cx_t + 0.42 * r, shoulders_y - 0.7 * r],
+            [cx_t - 0.42 * r, shoulders_y - 0.7 * r],
+        ]
+    )
     pen.polygon(neck, person.skin * 0.8)
     head_axes = (0.82 * r * (1.0 - 0.08 * abs(turn)), r)
     if person.hair_style == "bun":
         pen.ellipse((cx_h - 0.2 * turn * r, hy - 1.05 * r), (0.42 * r, 0.36 * r), person.hair)
     for side in (-1.0, 1.0):  # ears show on the side the face turns away from
         if turn * side < 0.3:
-            pen.ellipse((cx_h + side * head_axes[0] * 0.98, hy + 0.05 * r), (0.14 * r, 0.22 * r), person.skin * 0.9)
+            pen.ellipse(
+                (cx_h + side * head_axes[0] * 0.98, hy + 0.05 * r), (0.14 * r, 0.22 * r), person.skin * 0.9
+            )
     pen.ellipse((cx_h, hy), head_axes, person.skin)
     body_mask = pen.mask.copy()
     if person.hair_style != "bald":
         pen.ellipse((cx_h, hy - 0.18 * r), (head_axes[0] * 1.06, r * 0.9), person.hair, (180.0, 360.0))
-        pen.ellipse((cx_h + 0.25 * turn * r, hy - 0.35 * r), (head_axes[0] * 0.95, 0.3 * r), person.hair, (180.0, 360.0))
+        pen.ellipse(
+            (cx_h + 0.25 * turn * r, hy - 0.35 * r),
+            (head_axes[0] * 0.95, 0.3 * r),
+            person.hair,
+            (180.0, 360.0),
+        )
     _draw_face(pen, person, f, (cx_h, hy), r, turn)
     if person.headphones:
-        pen.arc((cx_h, hy - 0.1 * r), (head_axes[0] * 1.12, r * 1.08), (180.0, 360.0), np.array([30.0, 30.0, 34.0]), max(1, round(0.12 * r)))
+        pen.arc(
+            (cx_h, hy - 0.1 * r),
+            (head_axes[0] * 1.12, r * 1.08),
+            (180.0, 360.0),
+            np.array([30.0, 30.0, 34.0]),
+            max(1, round(0.12 * r)),
+        )
         for side in (-1.0, 1.0):
-            pen.ellipse((cx_h + side * head_axes[0] * 1.02, hy + 0.05 * r), (0.2 * r, 0.32 * r), np.array([40.0, 40.0, 46.0]))
+            pen.ellipse(
+                (cx_h + side * head_axes[0] * 1.02, hy + 0.05 * r),
+                (0.2 * r, 0.32 * r),
+                np.array([40.0, 40.0, 46.0]),
+            )
     np.copyto(depth, np.float32(person.nearness), where=np.maximum(pen.mask, body_mask) >= 128)
     _head_depth(depth, (cx_h, hy), head_axes, near_head)
 
 
-def _head_depth(depth: np.ndarray, centre: tuple[float, float], axes: tuple[float, float], nearness: float) -> None:
+def _head_depth(
+    depth: np.ndarray, centre: tuple[float, float], axes: tuple[float, float], nearness: float
+) -> None:
     """A rounded face in depth: nearer in the middle, like an ellipsoid seen from the front."""
     height, width = depth.shape
     x0, x1 = max(0, int(centre[0] - axes[0]) - 1), min(width, int(centre[0] + axes[0]) + 2)
@@ -866,10 +998,16 @@ def _head_depth(depth: np.ndarray, centre: tuple[float, float], axes: tuple[floa
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     inside = 1.0 - ((xx - centre[0]) / axes[0]) ** 2 - ((yy - centre[1]) / axes[1]) ** 2
     region = depth[y0:y1, x0:x1]
-    np.copyto(region, np.minimum(1.0, nearness + _HEAD_BULGE * np.sqrt(np.clip(inside, 0.0, 1.0))), where=inside >= 0.0)
+    np.copyto(
+        region,
+        np.minimum(1.0, nearness + _HEAD_BULGE * np.sqrt(np.clip(inside, 0.0, 1.0))),
+        where=inside >= 0.0,
+    )
 
 
-def _draw_face(pen: _Pen, person: _Person, f: int, centre: tuple[float, float], r: float, turn: float) -> None:
+def _draw_face(
+    pen: _Pen, person: _Person, f: int, centre: tuple[float, float], r: float, turn: float
+) -> None:
     cx, cy = centre
     shift = 0.28 * turn * r  # features slide towards the side the head turns to
     eye_y = cy - 0.08 * r
@@ -880,7 +1018,14 @@ def _draw_face(pen: _Pen, person: _Person, f: int, centre: tuple[float, float], 
         else:
             pen.ellipse((ex, eye_y), (0.15 * r, 0.09 * r), np.array([245.0, 245.0, 240.0]), cover=False)
             pen.ellipse((ex + 0.04 * turn * r, eye_y), (0.07 * r, 0.08 * r), _DARK, cover=False)
-        brow = np.array([[ex - 0.16 * r, eye_y - 0.2 * r], [ex + 0.16 * r, eye_y - 0.22 * r], [ex + 0.16 * r, eye_y - 0.17 * r], [ex - 0.16 * r, eye_y - 0.15 * r]])
+        brow = np.array(
+            [
+                [ex - 0.16 * r, eye_y - 0.2 * r],
+                [ex + 0.16 * r, eye_y - 0.22 * r],
+                [ex + 0.16 * r, eye_y - 0.17 * r],
+                [ex - 0.16 * r, eye_y - 0.15 * r],
+            ]
+        )
         pen.polygon(brow, person.hair * 0.8, cover=False)
         if person.glasses:
             pen.arc((ex, eye_y), (0.22 * r, 0.2 * r), (0.0, 360.0), np.array([20.0, 20.0, 20.0]), 1)
@@ -911,7 +1056,8 @@ def make_clip(
     if kind == "photo":
         clip = photo_clip(rng, pool[int(rng.integers(len(pool)))], size, drawn)
     else:
-        clip = render_scene(plan_scene(rng, size, drawn, posters=pool))
+        posters = [image for image in pool if image.name not in UNCLEAR_LICENCE_IMAGES]
+        clip = render_scene(plan_scene(rng, size, drawn, posters=posters))
     frames = _colour_jitter(rng, clip.frames)
     depth = clip.depth
     if static:
@@ -984,6 +1130,7 @@ __all__ = [
     "CLIP_KINDS",
     "HELDOUT_IMAGES",
     "SPLITS",
+    "UNCLEAR_LICENCE_IMAGES",
     "STATIC_FRACTION",
     "Clip",
     "ClipDataset",

@@ -88,13 +88,31 @@ def new_vae(size: ModelSize):
 
     c = size.vae_channels
     levels = len(size.vae_blocks)
-    return AutoencoderTiny(
+    vae = AutoencoderTiny(
         encoder_block_out_channels=(c,) * levels,
         decoder_block_out_channels=(c,) * levels,
         num_encoder_blocks=size.vae_blocks,
         num_decoder_blocks=tuple(reversed(size.vae_blocks)),
         latent_channels=4,
     )
+    _init_relu_residual(vae)
+    return vae
+
+
+def _init_relu_residual(model: torch.nn.Module) -> None:
+    """He init for the ReLU convs and a zeroed last conv in every residual block (each block starts as
+    its skip path): TAESD's plain conv stacks train several times faster from scratch this way."""
+    from diffusers.models.unets.unet_2d_blocks import AutoencoderTinyBlock
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+    for module in model.modules():
+        if isinstance(module, AutoencoderTinyBlock):
+            torch.nn.init.zeros_(module.conv[-1].weight)
+            torch.nn.init.zeros_(module.conv[-1].bias)
 
 
 def new_text_encoder(size: ModelSize, vocab_size: int):

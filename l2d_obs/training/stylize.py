@@ -120,19 +120,33 @@ def _outlines(smooth: np.ndarray, scale: float) -> np.ndarray:
 
 def _pencil(rgb: np.ndarray) -> np.ndarray:
     scale = _scale(rgb)
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    grey_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    gray = _stretch(grey_u8)
     inverse_blur = cv2.GaussianBlur(1.0 - gray, (0, 0), 2.5 * scale)
     # Colour dodge: bright where the grey matches its surroundings, dark on edges and fine detail.
-    dodge = np.minimum(gray / np.maximum(1.0 - inverse_blur, 1e-3), 1.0)
+    # The lift keeps near-black areas from flipping between white and black on tiny changes (a
+    # plain dodge divides noise by noise there), which would flicker from frame to frame.
+    lift = 0.12
+    dodge = np.minimum((gray + lift) / (1.0 - inverse_blur + lift), 1.0)
     strokes = dodge**2.0
     # Shading: a soft, lightened copy of the tone, crossed with hatching grain where it is dark.
     tone = cv2.GaussianBlur(gray, (0, 0), 1.5 * scale)
     darkness = np.clip(1.0 - tone * 1.25, 0.0, 1.0)
     hatch = _hatching(rgb.shape[0], rgb.shape[1])
-    shade = 1.0 - darkness * (0.35 + 0.45 * hatch)
+    shade = 1.0 - darkness * (0.3 + 0.4 * hatch)
     value = strokes * shade * _paper_grain(rgb.shape[0], rgb.shape[1])
     out = _GRAPHITE_RGB + (_PAPER_RGB - _GRAPHITE_RGB) * value[..., None]
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _stretch(grey: np.ndarray) -> np.ndarray:
+    """Grey levels stretched so the 1st..99th percentiles span 0..1 (at most 3x): hazy photos
+    still get strokes where their structure is, and an artist would draw them with full range."""
+    lo, hi = np.percentile(grey, (1.0, 99.0))
+    span = max(float(hi - lo), 255.0 / 3.0)
+    centre = 0.5 * float(hi + lo)
+    lo = min(max(centre - 0.5 * span, 0.0), 255.0 - span)
+    return np.clip((grey.astype(np.float32) - lo) / span, 0.0, 1.0)
 
 
 @lru_cache(maxsize=16)

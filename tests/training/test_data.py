@@ -23,7 +23,16 @@ from l2d_obs.training.data import (
 from l2d_obs.training.stylize import STYLES, stylize
 
 # The colour photos bundled in scikit-image's wheel (coffee is the held-out one).
-SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "color", "hubble_deep_field", "retina")
+SKIMAGE_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "motorcycle_left",
+    "color",
+    "hubble_deep_field",
+    "retina",
+)
 
 
 @pytest.fixture()
@@ -41,7 +50,10 @@ def _all_images() -> dict:
 
 def _photos_128() -> list[tuple[str, np.ndarray]]:
     images = _all_images()
-    return [(name, cv2.resize(images[name].rgb, (128, 128), interpolation=cv2.INTER_AREA)) for name in SKIMAGE_PHOTOS]
+    return [
+        (name, cv2.resize(images[name].rgb, (128, 128), interpolation=cv2.INTER_AREA))
+        for name in SKIMAGE_PHOTOS
+    ]
 
 
 def _edges(rgb: np.ndarray) -> np.ndarray:
@@ -192,9 +204,9 @@ def test_heldout_images_never_in_train() -> None:
     assert all(image.licence for image in image_pool("train"))
     sources = {ClipDataset((32, 32), 2, seed=3, kinds=("photo",)).clip(i).source for i in range(60)}
     assert not {f"photo:{name}" for name in HELDOUT_IMAGES} & sources
-    assert {ClipDataset((32, 32), 2, seed=3, split="heldout", kinds=("photo",)).clip(i).source for i in range(4)} == {
-        f"photo:{name}" for name in HELDOUT_IMAGES
-    }
+    assert {
+        ClipDataset((32, 32), 2, seed=3, split="heldout", kinds=("photo",)).clip(i).source for i in range(4)
+    } == {f"photo:{name}" for name in HELDOUT_IMAGES}
     with pytest.raises(ValueError, match="train"):
         image_pool("test")
 
@@ -237,7 +249,8 @@ def test_styles_keep_structure_and_change_the_picture(one_thread: None) -> None:
         corr = [_edge_correlation(x, stylize(style, x)) for _, x in photos]
         psnr = [_psnr(x, stylize(style, x)) for _, x in photos]
         figures[style] = (float(np.mean(corr)), float(np.mean(psnr)))
-        print(f"\n{style}: edge correlation mean {np.mean(corr):.3f} (min {np.min(corr):.2f}), PSNR mean {np.mean(psnr):.1f} dB")
+        print(f"\n{style}: edge correlation mean {np.mean(corr):.3f} (min {np.min(corr):.2f}),", end=" ")
+        print(f"PSNR mean {np.mean(psnr):.1f} dB")
         for (name, _), c, p in zip(photos, corr, psnr):
             print(f"  {name:18s} corr {c:.3f}  psnr {p:5.1f}")
     toon_corr, toon_psnr = figures["toon"]
