@@ -168,8 +168,8 @@ def find_run_profile(init: str, relative_to: Path | None) -> Path:
     from ..profiles import available_profiles
 
     candidate = Path(init).expanduser()
-    if not candidate.is_absolute() and relative_to is not None and not candidate.exists():
-        candidate = relative_to.parent / candidate
+    if not candidate.is_absolute() and relative_to is not None and (relative_to.parent / candidate).exists():
+        candidate = relative_to.parent / candidate  # paths in a config are relative to the config file
     if candidate.is_dir():
         profiles = sorted(candidate.glob("*.toml"))
         if len(profiles) != 1:

@@ -48,7 +48,7 @@ SIZES: dict[str, ModelSize] = {
     ),
     "small": ModelSize(
         name="small", block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=8,
-        norm_num_groups=16, motion_heads=4, motion_max_positions=24, vae_channels=16, vae_blocks=(1, 2, 2),
+        norm_num_groups=16, motion_heads=4, motion_max_positions=24, vae_channels=16, vae_blocks=(1, 1, 1),
         depth_channels=(16, 16, 32, 32), dpt_hidden=48, dpt_layers=4, dpt_image_size=64, text_layers=2,
     ),
 }
