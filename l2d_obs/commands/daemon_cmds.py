@@ -29,7 +29,7 @@ def _size(value: str | None, option: str) -> tuple[int, int] | None:
 
 @app.command()
 def start(
-    profile: Annotated[str, typer.Option("--profile", "-p", help="Style profile name or .toml path.")] = "tiny",
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Style profile name or .toml path.")] = "toon",
     source: Annotated[str, typer.Option("--source", "-s", help="obs:NAME, device:N, /dev/videoN, file:PATH or pattern.")] = "device:0",
     output: Annotated[Optional[list[str]], typer.Option("--output", "-o", help="vcam[:DEVICE], obs[:SCENE], mjpeg[:PORT], file:PATH, null. Repeat for several.")] = None,
     frames: Annotated[Optional[int], typer.Option("--frames", help="Stop after this many output frames.")] = None,
@@ -49,6 +49,7 @@ def start(
     pace: Annotated[bool, typer.Option("--pace/--no-pace", help="Play a file: source at its frame rate (or as fast as possible).")] = True,
     vcam_backend: Annotated[Optional[str], typer.Option("--vcam-backend", help="pyvirtualcam backend (default: the first that works).")] = None,
     preload: Annotated[Optional[str], typer.Option("--preload", help="Styles to prepare at start for fast switching, e.g. vangogh,cartoon.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (1 is fastest on a busy 2-core machine; default: torch's).")] = None,
     obs_events: Annotated[Optional[bool], typer.Option("--obs-events/--no-obs-events", help="Switch styles on OBS events ([switching] in the config file, custom events). Default: on when OBS is a source or output, or rules are configured.")] = None,
 ) -> None:
     """Start styling: capture, run the engine, publish. Ctrl+C stops it."""
@@ -59,6 +60,10 @@ def start(
 
     settings = load_settings(control_port=control_port)
     prof = load_profile(profile)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     src = make_source(source, settings.obs, SourceOptions(
         fps=fps, camera_size=_size(camera_size, "--camera-size"), camera_fps=camera_fps,
         camera_fourcc=camera_fourcc, file_pace=pace, file_loop=loop,
@@ -173,7 +178,7 @@ def stop(
 
 @app.command()
 def doctor(
-    profile: Annotated[str, typer.Option("--profile", "-p", help="Profile whose model files to check.")] = "tiny",
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Profile whose model files to check.")] = "toon",
 ) -> None:
     """Check GPU, virtual camera, OBS connection and model files, and say what to fix."""
     from ..doctor import run_checks

@@ -14,12 +14,13 @@ from ..cli import app
 def render(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Video file or folder of numbered PNG frames.")],
     output_path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Video file (.avi/.mkv/.mp4/.mov) or a new folder for PNG frames.")],
-    profile: Annotated[str, typer.Option("--profile", "-p", help="Style profile name or .toml path.")] = "tiny",
+    profile: Annotated[str, typer.Option("--profile", "-p", help="Style profile name or .toml path.")] = "toon",
     seed: Annotated[Optional[int], typer.Option("--seed", help="Noise seed (default: the profile's).")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of a PNG-folder INPUT (videos carry their own).")] = 30.0,
     device: Annotated[Optional[str], typer.Option("--device", help="cuda, mps or cpu (default: best available).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="fp16, bf16 or fp32 (default: fp16 on GPU, fp32 on CPU).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (1 is fastest on a busy 2-core machine; default: torch's).")] = None,
 ) -> None:
     """Translate a video offline with a profile; output keeps the input's frame count, size and rate."""
     from tqdm import tqdm
@@ -29,6 +30,10 @@ def render(
     from ..render import render as render_clip
 
     prof = load_profile(profile)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     overrides = {} if seed is None else {"seed": seed}
     bars: list = []  # created at the first finished frame, so errors are not preceded by an empty bar
 

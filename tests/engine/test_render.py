@@ -53,7 +53,7 @@ def test_render_png_folder_keeps_count_order_and_size(tmp_path, capsys):
 
 def test_render_video_to_video_keeps_count_size_and_fps(tmp_path):
     write_video(tmp_path / "in.avi", 11, fps=24.0)
-    assert main(["render", str(tmp_path / "in.avi"), str(tmp_path / "out.avi"), "--no-progress"]) == 0
+    assert main(["render", "-p", "tiny", str(tmp_path / "in.avi"), str(tmp_path / "out.avi"), "--no-progress"]) == 0
     cap = cv2.VideoCapture(str(tmp_path / "out.avi"))
     count = 0
     while cap.read()[0]:
@@ -66,7 +66,7 @@ def test_render_video_to_video_keeps_count_size_and_fps(tmp_path):
 def test_render_seed_reproduces_and_changes_output(tmp_path):
     write_png_clip(tmp_path / "in", 10)
     for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
-        assert main(["render", str(tmp_path / "in"), str(tmp_path / name), "--seed", seed, "--no-progress"]) == 0
+        assert main(["render", "-p", "tiny", str(tmp_path / "in"), str(tmp_path / name), "--seed", seed, "--no-progress"]) == 0
     read = lambda d: np.stack([cv2.imread(str(p)) for p in sorted((tmp_path / d).iterdir())])  # noqa: E731
     assert np.array_equal(read("a"), read("b"))
     assert not np.array_equal(read("a"), read("c"))
@@ -86,7 +86,7 @@ def test_render_seed_reproduces_and_changes_output(tmp_path):
 def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys, make_input, output, message):
     source = make_input(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
-    code = main(["render", str(source), str(tmp_path / output), "--no-progress"])
+    code = main(["render", "-p", "tiny", str(source), str(tmp_path / output), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code != 0
     assert len(err.splitlines()) == 1 and err.startswith("l2d-obs: error: ") and message in err
@@ -103,6 +103,6 @@ def test_unknown_profile_is_refused(tmp_path, capsys):
 def test_mixed_frame_sizes_fail_without_output(tmp_path, capsys):
     write_png_clip(tmp_path / "in", 9)
     cv2.imwrite(str(tmp_path / "in" / "img9.png"), np.zeros((20, 20, 3), np.uint8))
-    assert main(["render", str(tmp_path / "in"), str(tmp_path / "out"), "--no-progress"]) == 3
+    assert main(["render", "-p", "tiny", str(tmp_path / "in"), str(tmp_path / "out"), "--no-progress"]) == 3
     assert "all frames must have one size" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []

@@ -64,7 +64,7 @@ def render(profile: str, frames: np.ndarray, tmp: Path, name: str) -> list[np.nd
     src = write_folder(frames, tmp / f"{name}-in")
     dst = tmp / f"{name}-{profile}"
     proc = subprocess.run(
-        [sys.executable, "-m", "l2d_obs", "render", str(src), str(dst), "--profile", profile, "--no-progress"],
+        [sys.executable, "-m", "l2d_obs", "render", str(src), str(dst), "--profile", profile, "--no-progress", "--threads", "1"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
