@@ -48,6 +48,7 @@ def _register_commands() -> None:
     from .commands import profiles_cmds  # noqa: F401
     from .commands import bench_cmds  # noqa: F401
     from .commands import train_cmds  # noqa: F401
+    from .commands import eval_cmds  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

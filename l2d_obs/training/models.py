@@ -34,6 +34,7 @@ class TrainingModels:
     inflated: bool = False
     has_lora: bool = False
     context: TemporalContext | None = None
+    latent_scale: float | None = None  # the VAE's scaling_factor, calibrated after the vae stage
     init_files: dict = field(default_factory=dict)  # run.init's weight files (a LoRA run's profile reuses them)
     _cond: list = field(default_factory=lambda: [None])
     _hook: object = None
@@ -72,6 +73,7 @@ class TrainingModels:
             motion_max_positions=int(motion_transformers(unet)[0].transformer_blocks[0].pos_embed.pe.shape[1]),
             unet2d_config=dict(unet2d_config),
             inflated=True,
+            latent_scale=float(getattr(components.vae.config, "scaling_factor", 1.0)),
         )
         models._install_hook()
         return models
@@ -149,6 +151,19 @@ class TrainingModels:
                 continue
             out[key.replace(".base_layer.", ".")] = value.detach().clone().contiguous()
         return out
+
+    def set_latent_scale(self, scale: float) -> None:
+        """Store it where the engine reads it (``vae.config.scaling_factor``) and where training does."""
+        self.latent_scale = float(scale)
+        self.vae.register_to_config(scaling_factor=self.latent_scale)
+
+    def encode(self, images01: torch.Tensor) -> torch.Tensor:
+        """Scaled latents, exactly as the engine makes them (``StreamEngine._encode``)."""
+        return self.vae.encode(images01 * 2 - 1).latents * (self.latent_scale or 1.0)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] pixels from scaled latents (``StreamEngine._decode`` before clamping)."""
+        return self.vae.decode(latents / (self.latent_scale or 1.0)).sample
 
     def condition(self, cond: torch.Tensor | None) -> None:
         self._cond[0] = cond

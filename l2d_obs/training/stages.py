@@ -83,6 +83,15 @@ def make_batch(config: TrainConfig, stage: StageConfig, stage_index: int, step: 
     return StageBatch(frames=frames, targets=targets, depth=depth, crop=crop)
 
 
+def calibration_images(config: TrainConfig, count: int = 64) -> torch.Tensor:
+    """A fixed set of training frames (all kinds) for calibrating the latent scale."""
+    from .data import ClipDataset
+
+    dataset = ClipDataset(size=(config.frame_size, config.frame_size), length=1, seed=_mix(config.seed, 999_999) % 2**32,
+                          split="train", kinds=config.kinds)  # fmt: skip
+    return torch.stack([_to_tensor(dataset.clip(i).frames)[0] for i in range(count)])
+
+
 def _crop(x: torch.Tensor, crop: tuple[int, int], size: int) -> torch.Tensor:
     y, x0 = crop
     return x[..., y : y + size, x0 : x0 + size]
@@ -151,12 +160,12 @@ class StageRunner:
 
     @torch.no_grad()
     def _latents(self, images01: torch.Tensor) -> torch.Tensor:
-        return self.models.vae.encode(images01 * 2 - 1).latents.contiguous()
+        return self.models.encode(images01).contiguous()
 
     def _depth_condition(self, frames: torch.Tensor, crop: tuple[int, int]) -> torch.Tensor:
         with torch.no_grad():
             depth = self.models.depth_estimator.estimate(frames)  # the full frame, as at inference
-            depth_latent = self.models.vae.encode(_crop(depth_to_vae_input(depth), crop, self.config.crop)).latents
+            depth_latent = self.models.encode((_crop(depth_to_vae_input(depth), crop, self.config.crop) + 1) / 2)
         return self.models.depth_encoder(depth_latent)
 
     def _denoise_loss(self, batch: StageBatch, generator: torch.Generator):
@@ -200,7 +209,7 @@ class StageRunner:
         loss = result.loss
         info = {f"step{s}": v for s, v in enumerate(result.step_losses)}
         if self.stage.pixel_loss > 0:
-            decoded = m.vae.decode(result.final).sample
+            decoded = m.decode(result.final)
             pixel = F.l1_loss(decoded, target_pixels * 2 - 1)
             loss = loss + self.stage.pixel_loss * pixel
             info["pixel_l1"] = float(pixel.detach())

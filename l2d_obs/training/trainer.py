@@ -112,6 +112,8 @@ class Trainer:
         cfg, m = self.config, self.models
         assert m is not None
         stage = cfg.stages[index]
+        if stage.name not in ("vae", "depth_estimator") and m.latent_scale is None:
+            self._calibrate_latent_scale()
         if stage.name in MOTION_STAGES:
             m.inflate(window=cfg.clip_length, warmup=cfg.warmup, steps=len(cfg.t_index_list), seed=cfg.seed)
         if stage.name == "lora":
@@ -122,6 +124,18 @@ class Trainer:
             raise ConfigError(f"stage '{stage.name}' has nothing to train in this model")
         self.optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=0.0)
         self._opt_stage = index
+
+    @torch.no_grad()
+    def _calibrate_latent_scale(self) -> None:
+        from .objective import image_dependent_std
+        from .stages import calibration_images
+
+        m = self.models
+        assert m is not None
+        m.vae.eval()
+        latents = m.vae.encode(calibration_images(self.config) * 2 - 1).latents
+        m.set_latent_scale(1.0 / max(image_dependent_std(latents), 1e-4))
+        log.info("latent scaling factor %.4f", m.latent_scale)
 
     def _start(self, resume: bool) -> None:
         cfg = self.config
@@ -155,6 +169,7 @@ class Trainer:
             "stage_step": self.position.stage_step,
             "inflated": self.models.inflated,
             "has_lora": self.models.has_lora,
+            "latent_scale": self.models.latent_scale,
             "models": self.models.state(),
             "optimizer": self.optimizer.state_dict(),
             "optimizer_stage": self._opt_stage,
@@ -194,6 +209,8 @@ class Trainer:
             if stage.name == "lora":
                 m.add_lora(stage.rank, seed=self.config.seed + i)
         m.load_state(payload["models"])
+        if payload["latent_scale"] is not None:
+            m.set_latent_scale(payload["latent_scale"])
         self.position = Position(payload["stage_index"], payload["stage_step"])
         self.log_rows = list(payload["log"])
         self.elapsed = float(payload["elapsed"])
