@@ -35,7 +35,7 @@ from l2d_obs.frames import Frame
 from l2d_obs.imageops import fit
 from l2d_obs.render import open_input, render
 from l2d_obs.sinks.video import VideoFileSink
-from l2d_obs.sources.base import CorruptFrame
+from l2d_obs.evaluation.evaluate import read_video
 from l2d_obs.sources.pattern import PatternSource
 
 PATTERN = "pattern"
@@ -69,19 +69,9 @@ def parse_size(text: str) -> tuple[int, int]:
 def read_clip(path: Path, limit: int | None = None, fps: float = 30.0) -> tuple[Clip, int]:
     """The first ``limit`` frames of a video file or PNG folder, and the clip's total frame count."""
     source, total = open_input(path, fps)
-    frames: list[np.ndarray] = []
-    try:
-        while limit is None or len(frames) < limit:
-            try:
-                frame = source.read()
-            except CorruptFrame as exc:
-                raise InputError(str(exc)) from None
-            if frame is None:
-                break
-            frames.append(frame.pixels)
-        clip_fps = source.fps
-    finally:
-        source.close()
+    clip_fps = source.fps
+    source.close()
+    frames = read_video(path, limit)  # the same reader (and errors) as `l2d-obs eval`
     if not frames:
         raise InputError(f"input {path} holds no readable frames")
     return Clip(frames, clip_fps), total

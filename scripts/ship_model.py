@@ -42,6 +42,8 @@ def shipped_name_of(path: Path) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="the --output folder of a finished l2d-obs train run")
+    parser.add_argument("--t-index-list", help="ship with these denoising steps instead of the training config's "
+                        "(e.g. 43,48: inside the trained range when the run used t_jitter)")
     args = parser.parse_args(argv)
     run: Path = args.run.resolve()
     profiles = sorted(run.glob("*.toml"))
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             return f'{key} = "{shipped}"'
 
     text = re.sub(r'^(?P<key>base|motion|vae|source) = (?P<value>"[^"]*")', rewrite, profile.read_text(), flags=re.M)
+    if args.t_index_list:
+        steps = [int(x) for x in args.t_index_list.split(",")]
+        text = re.sub(r"^t_index_list = .*$", f"t_index_list = {steps}  # chosen at shipping (see the model card)", text, flags=re.M)
     text = text.replace("# Written by", f"# Shipped by scripts/ship_model.py from {run.name}/; written by", 1)
     (PROFILES / f"{name}.toml").write_text(text)
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())

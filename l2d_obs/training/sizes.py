@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..engine.depth import DepthEncoder, TransformersDepthEstimator
-from ..engine.tiny import build_char_tokenizer
+from ..engine.tiny import build_char_tokenizer, build_tiny_text_encoder
 
 
 @dataclass(frozen=True)
@@ -116,20 +116,8 @@ def _init_relu_residual(model: torch.nn.Module) -> None:
 
 
 def new_text_encoder(size: ModelSize, vocab_size: int):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    config = CLIPTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=size.cross_attention_dim,
-        intermediate_size=2 * size.cross_attention_dim,
-        num_hidden_layers=size.text_layers,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        bos_token_id=vocab_size - 2,
-        eos_token_id=vocab_size - 1,
-        pad_token_id=vocab_size - 1,
-    )
-    return CLIPTextModel(config)
+    # The tiny model's CLIP builder reads the same two fields (cross_attention_dim, text_layers).
+    return build_tiny_text_encoder(vocab_size, size)  # type: ignore[arg-type]
 
 
 def new_depth_estimator(size: ModelSize) -> TransformersDepthEstimator:

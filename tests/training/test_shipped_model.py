@@ -1,9 +1,8 @@
 """The shipped trained profiles on clips they never saw: structure kept, style applied, not flat, no
 flicker on a still camera, and temporally smoother than the same weights run frame by frame.
 
-The clips are drawn here: procedural scenes from seeds the training never uses (training draws its
-clips from ``default_rng([hash(seed, stage), index])``), and a photo clip of the image held out of
-training (``HELDOUT_IMAGES``). Frames go through the real ``l2d-obs render`` command.
+The clips are ``l2d_obs.training.heldout.heldout_clips``: procedural scenes from a seed training never
+draws, and a photo clip of the image held out of training. Frames go through the real ``l2d-obs render``.
 """
 
 from __future__ import annotations
@@ -24,12 +23,11 @@ from l2d_obs.evaluation.metrics import (
     temporal_flicker,
     warp_error,
 )
-from l2d_obs.training.data import image_pool, photo_clip, procedural_scene
+from l2d_obs.training.heldout import heldout_clips as _heldout
 from l2d_obs.training.stylize import stylize
 
 SIZE = 128
 FRAMES = 24
-HELDOUT_SEED = 424242  # never a training seed
 
 
 @pytest.fixture(autouse=True)
@@ -38,15 +36,7 @@ def _one_thread():
 
 
 def heldout_clips() -> dict[str, np.ndarray]:
-    clips = {}
-    for k in range(2):
-        clip = procedural_scene(np.random.default_rng([HELDOUT_SEED, k]), (SIZE, SIZE), FRAMES)
-        if np.array_equal(clip.frames[0], clip.frames[-1]):  # want motion: take the next seed
-            clip = procedural_scene(np.random.default_rng([HELDOUT_SEED, k + 100]), (SIZE, SIZE), FRAMES)
-        clips[f"scene-{k}"] = clip.frames
-    coffee = image_pool("heldout")[0]
-    clips[coffee.name] = photo_clip(np.random.default_rng([HELDOUT_SEED, 7]), coffee, (SIZE, SIZE), FRAMES).frames
-    return clips
+    return _heldout(FRAMES, SIZE)
 
 
 def write_folder(frames: np.ndarray, folder: Path) -> Path:
