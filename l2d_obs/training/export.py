@@ -37,6 +37,9 @@ def _save(state: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def _json(path: Path, data: dict) -> None:
+    # diffusers' private bookkeeping (e.g. '_use_default_values') would make from_config restore
+    # defaults over the values written here (it silently dropped the calibrated scaling_factor).
+    data = {k: v for k, v in data.items() if not k.startswith("_") or k == "_class_name"}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
