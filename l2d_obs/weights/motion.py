@@ -135,6 +135,23 @@ def map_original_motion_checkpoint(state: StateDict, file: Path) -> MotionWeight
     )
 
 
+def motion_unet_config(unet2d: "UNet2DConditionModel", num_heads: int, max_seq_length: int, has_mid_block: bool) -> dict:  # noqa: F821
+    """UNetMotionModel arguments for ``unet2d``'s architecture with the given motion-module options."""
+    from diffusers import UNetMotionModel
+
+    # from_unet2d maps the 2D block types to their motion versions; the motion options are set here.
+    config = dict(UNetMotionModel.from_unet2d(unet2d, None, load_weights=False).config)
+    config.update(
+        motion_num_attention_heads=num_heads,
+        motion_max_seq_length=max_seq_length,
+        use_motion_mid_block=has_mid_block,
+        temporal_transformer_layers_per_block=1,
+        temporal_transformer_layers_per_mid_block=1,
+    )
+    # Private entries (e.g. '_use_default_values') would make diffusers restore the defaults we just set.
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
 def build_motion_unet(unet2d: "UNet2DConditionModel", motion: MotionWeights, num_heads: int = 8) -> "UNetMotionModel":  # noqa: F821
     """A UNetMotionModel with ``unet2d``'s weights and ``motion``'s motion modules (all keys checked first).
 
@@ -146,17 +163,7 @@ def build_motion_unet(unet2d: "UNet2DConditionModel", motion: MotionWeights, num
     from diffusers import UNetMotionModel
 
     with torch.device("meta"):
-        # from_unet2d maps the 2D block types to their motion versions; the motion options are set here.
-        config = dict(UNetMotionModel.from_unet2d(unet2d, None, load_weights=False).config)
-        config.update(
-            motion_num_attention_heads=num_heads,
-            motion_max_seq_length=motion.max_seq_length,
-            use_motion_mid_block=motion.has_mid_block,
-            temporal_transformer_layers_per_block=1,
-            temporal_transformer_layers_per_mid_block=1,
-        )
-        # Private entries (e.g. '_use_default_values') would make diffusers restore the defaults we just set.
-        model = UNetMotionModel(**{k: v for k, v in config.items() if not k.startswith("_")})
+        model = UNetMotionModel(**motion_unet_config(unet2d, num_heads, motion.max_seq_length, motion.has_mid_block))
     expected = model.state_dict()
     # The 2D parts of UNetMotionModel keep UNet2DConditionModel's names.
     full = {**unet2d.state_dict(), **motion.unet_state}
@@ -235,15 +242,7 @@ def new_motion_unet(unet2d: "UNet2DConditionModel", num_heads: int, max_seq_leng
     model computes exactly what ``unet2d`` computes until its motion modules are trained."""
     from diffusers import UNetMotionModel
 
-    config = dict(UNetMotionModel.from_unet2d(unet2d, None, load_weights=False).config)
-    config.update(
-        motion_num_attention_heads=num_heads,
-        motion_max_seq_length=max_seq_length,
-        use_motion_mid_block=False,
-        temporal_transformer_layers_per_block=1,
-        temporal_transformer_layers_per_mid_block=1,
-    )
-    model = UNetMotionModel(**{k: v for k, v in config.items() if not k.startswith("_")})
+    model = UNetMotionModel(**motion_unet_config(unet2d, num_heads, max_seq_length, has_mid_block=False))
     missing, unexpected = model.load_state_dict(unet2d.state_dict(), strict=False)
     if unexpected or any(".motion_modules." not in k for k in missing):
         raise CheckpointError(f"the image UNet does not fit its motion version: {_short_list(sorted(unexpected) + sorted(missing))}")
