@@ -50,6 +50,7 @@ class TrainConfig:
     clip_length: int = 16
     warmup: int = 8
     kinds: tuple[str, ...] = CLIP_KINDS
+    sensor_noise: float = 0.0  # max std (8-bit levels) of per-frame camera noise on inputs; targets stay clean
     t_index_list: tuple[int, ...] = (35, 45)
     num_inference_steps: int = 50
     t_jitter: int = 3
@@ -66,12 +67,15 @@ class TrainConfig:
         data = asdict(self)
         data.pop("source_path")
         data.pop("checkpoint_every")  # how often to save does not change what is trained
+        if not data["sensor_noise"]:
+            data.pop("sensor_noise")  # added later: runs without it keep the fingerprints they had
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "run": {"name": str, "style": str, "size": str, "seed": int, "prompt": str, "display_name": str, "init": str},
-    "data": {"frame_size": int, "crop": int, "clip_length": int, "warmup": int, "kinds": list},
+    "data": {"frame_size": int, "crop": int, "clip_length": int, "warmup": int, "kinds": list,
+             "sensor_noise": (int, float)},
     "schedule": {"t_index_list": list, "num_inference_steps": int, "t_jitter": int},
     "checkpoint": {"every": int},
 }
@@ -138,6 +142,7 @@ def parse_train_config(data: dict[str, Any], path: Path) -> TrainConfig:
         crop=d.get("crop", TrainConfig.crop),
         clip_length=d.get("clip_length", TrainConfig.clip_length),
         warmup=d.get("warmup", TrainConfig.warmup),
+        sensor_noise=float(d.get("sensor_noise", TrainConfig.sensor_noise)),
         kinds=kinds,
         t_index_list=tuple(sched.get("t_index_list", TrainConfig.t_index_list)),
         num_inference_steps=sched.get("num_inference_steps", TrainConfig.num_inference_steps),
@@ -163,6 +168,8 @@ def _check_values(path: Path, c: TrainConfig) -> None:
         raise ConfigError(f"{path}: 'schedule.t_index_list' must be strictly increasing, got {list(c.t_index_list)}")
     if c.t_index_list[0] - c.t_jitter < 0 or c.t_index_list[-1] + c.t_jitter >= c.num_inference_steps:
         raise ConfigError(f"{path}: 'schedule.t_index_list' +- t_jitter must stay inside 0..num_inference_steps-1")
+    if not 0.0 <= c.sensor_noise <= 64.0:
+        raise ConfigError(f"{path}: 'data.sensor_noise' must be in 0..64 (8-bit levels), got {c.sensor_noise}")
     if c.checkpoint_every < 1:
         raise ConfigError(f"{path}: 'checkpoint.every' must be >= 1")
 

@@ -80,7 +80,20 @@ def make_batch(config: TrainConfig, stage: StageConfig, stage_index: int, step: 
         depth = torch.stack([torch.from_numpy(np.ascontiguousarray(c.depth)).float().unsqueeze(1) for c in clips])
     span = config.frame_size - config.crop
     crop = (int(rng.integers(0, span + 1)), int(rng.integers(0, span + 1)))
+    if config.sensor_noise > 0 and stage.name not in ("vae", "depth_estimator"):
+        frames = _with_sensor_noise(frames, config.sensor_noise, rng)
     return StageBatch(frames=frames, targets=targets, depth=depth, crop=crop)
+
+
+def _with_sensor_noise(frames: torch.Tensor, max_std: float, rng: np.random.Generator) -> torch.Tensor:
+    """A camera's noise on the inputs: new in every frame, its strength drawn per clip (0..max_std
+    8-bit levels), quantised back to 8 bits. The targets are made from the clean frames, so the model
+    learns to draw through the noise - which, frame by frame, it can only guess at and, over the
+    frames its temporal attention sees, it can average out."""
+    b = frames.shape[0]
+    std = torch.from_numpy(rng.uniform(0.0, max_std, size=(b, 1, 1, 1, 1))).float() / 255.0
+    noise = torch.from_numpy(rng.standard_normal(frames.shape, dtype=np.float32))
+    return ((frames + std * noise).clamp(0, 1) * 255).round() / 255
 
 
 def calibration_images(config: TrainConfig, count: int = 64) -> torch.Tensor:
@@ -117,8 +130,8 @@ class StageRunner:
         if name == "depth_estimator":
             m.depth_estimator.model.train()
             return m.trainable(lambda part, p: part == "depth_estimator")
-        if name == "image":
-            return m.trainable(lambda part, p: part == "unet")
+        if name == "image":  # image layers only (an init'd model already has motion modules)
+            return m.trainable(lambda part, p: part == "unet" and ".motion_modules." not in p)
         if name == "motion":
             return m.trainable(lambda part, p: part == "unet" and ".motion_modules." in p)
         if name == "depth":

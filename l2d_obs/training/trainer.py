@@ -114,7 +114,7 @@ class Trainer:
         stage = cfg.stages[index]
         if stage.name not in ("vae", "depth_estimator") and m.latent_scale is None:
             self._calibrate_latent_scale()
-        if stage.name in MOTION_STAGES:
+        if stage.name in MOTION_STAGES or m.inflated:  # an init'd model has motion modules in every stage
             m.inflate(window=cfg.clip_length, warmup=cfg.warmup, steps=len(cfg.t_index_list), seed=cfg.seed)
         if stage.name == "lora":
             m.add_lora(stage.rank, seed=cfg.seed + index)
