@@ -7,7 +7,9 @@ turns any L2DError into one line on stderr and the error's exit code. Logging is
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -20,17 +22,36 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help: Rich markup would take bracketed words in help texts ("[switching]") for tags.
+    rich_markup_mode=None,
 )
 
 log = logging.getLogger("l2d_obs")
+
+# OpenCV prints its own "[ WARN:0@...]" lines (a camera or file that cannot open) before our one-line
+# error. Its level comes from OPENCV_LOG_LEVEL, read once when cv2 is imported; a user's own setting wins.
+_USER_OPENCV_LOG_LEVEL = os.environ.get("OPENCV_LOG_LEVEL")
 
 
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # Third-party libraries are chatty at INFO; keep them at WARNING unless -vv.
-    for noisy in ("diffusers", "transformers", "urllib3", "httpx", "obswebsocket", "websocket", "PIL"):
+    for noisy in ("diffusers", "transformers", "urllib3", "httpx", "httpx2", "obswebsocket", "websocket", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+    quiet_opencv(verbose)
+
+
+def quiet_opencv(verbose: int) -> None:
+    """Silence OpenCV's own log lines (kept with -vv, or when the user set OPENCV_LOG_LEVEL)."""
+    if _USER_OPENCV_LOG_LEVEL is not None:
+        return
+    keep = verbose >= 2
+    os.environ["OPENCV_LOG_LEVEL"] = "WARNING" if keep else "SILENT"  # for a cv2 imported later (and children)
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:  # already imported: it reads the environment no more, but its API sets the level
+        levels = cv2.utils.logging
+        levels.setLogLevel(levels.LOG_LEVEL_WARNING if keep else levels.LOG_LEVEL_SILENT)
 
 
 @app.callback()
@@ -51,8 +72,20 @@ def _register_commands() -> None:
     from .commands import eval_cmds  # noqa: F401
 
 
+def _click_exceptions() -> ModuleType:
+    """The exceptions module of the click that Typer runs on: Typer 0.2x carries its own copy
+    (typer._click), older Typer uses the click package; catching the other one's classes misses them."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
 def main(argv: list[str] | None = None) -> int:
     _register_commands()
+    click_exceptions = _click_exceptions()
+    no_args_is_help = getattr(click_exceptions, "NoArgsIsHelpError", ())
     try:
         # With standalone_mode=False click hands back the code of a typer.Exit instead of raising it.
         result = app(args=argv, standalone_mode=False)
@@ -67,13 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         print("l2d-obs: aborted", file=sys.stderr)
         return 1
-    except Exception as exc:  # click usage errors come through here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except no_args_is_help as exc:  # a bare group (`l2d-obs`, `l2d-obs models`): its help is the answer
+        print(exc.ctx.get_help())
+        return 0
+    except click_exceptions.ClickException as exc:  # usage errors come through here with standalone_mode=False
+        exc.show()
+        return exc.exit_code
     return result if isinstance(result, int) else 0
 
 

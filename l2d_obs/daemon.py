@@ -33,6 +33,7 @@ from .frames import Frame
 from .handoff import CLOSED, BoundedQueue, LatestSlot
 from .imageops import fit
 from .profiles import Profile, load_profile
+from .progress import ProgressBoard, ProgressFn
 from .sinks.base import Sink
 from .sources.base import CorruptFrame, Source, SourceLost
 from .styles import StyleLibrary
@@ -52,11 +53,14 @@ class EngineLike(Protocol):
 EngineFactory = Callable[[Profile], EngineLike]
 
 
-def default_engine_factory(device: str | None = None, dtype: str | None = None) -> EngineFactory:
+def default_engine_factory(device: str | None = None, dtype: str | None = None,
+                           progress: ProgressFn | None = None) -> EngineFactory:
     def build(profile: Profile) -> EngineLike:
         from .engine import build_engine  # torch is imported only when an engine is really needed
 
-        return build_engine(profile, device=device, dtype=dtype)
+        if progress is None:
+            return build_engine(profile, device=device, dtype=dtype)
+        return build_engine(profile, device=device, dtype=dtype, progress=progress)
 
     return build
 
@@ -69,7 +73,7 @@ class DaemonConfig:
     control_port: int | None = None  # None: no control API; 0: any free port
     status_interval: float = 1.0
     status_stream: TextIO | None = None  # where the live status line goes (default stderr)
-    shutdown_timeout: float = 1.5
+    shutdown_timeout: float = 1.0  # for the stage threads to finish; the whole stop stays under 2 s
     preload: tuple[str, ...] = ()  # profiles prepared at start so switching to them is fast
     # Switch styles on OBS events (scene changes, source visibility, custom events); None: off.
     obs_events: tuple[OBSSettings, SwitchRules] | None = None
@@ -129,6 +133,7 @@ class Daemon:
         sinks: list[Sink],
         engine_factory: EngineFactory | None = None,
         config: DaemonConfig = DaemonConfig(),
+        progress: ProgressBoard | None = None,
     ) -> None:
         if not sinks:
             raise ConfigError("no output given: use --output vcam, obs, mjpeg, file:PATH or null")
@@ -151,6 +156,12 @@ class Daemon:
         self.event_switcher = None
         self._started_at = time.monotonic()
         self.state = "starting"
+        # What a user sees: starting (source, outputs) -> loading (the model) -> warming (until the
+        # first styled frame) -> running -> stopping -> stopped.
+        self.phase = "starting"
+        self.progress = progress or ProgressBoard()
+        self.busy_threads: list[str] = []  # threads still inside native code after shutdown
+        self._loader: threading.Thread | None = None
         self.output_size: tuple[int, int] = (profile.width, profile.height)
         self.fps = 30.0
         self.control = None
@@ -190,10 +201,13 @@ class Daemon:
         return {
             "pid": os.getpid(),
             "state": self.state,
+            "phase": self.phase,
+            "loading": {"step": self.progress.step, "progress": round(self.progress.fraction, 3)}
+            if self.phase in ("starting", "loading") else None,
             "profile": self.profile.name,
             "source": self.source.name,
             "source_state": s.source_state,
-            "sinks": [{"name": k.name, **k.status()} for k in self.sinks],
+            "sinks": [self._sink_status(k) for k in self.sinks],
             "output_size": list(self.output_size),
             "fps_target": round(self.fps, 2),
             "fps_in": round(s.input_rate.rate(now), 2),
@@ -215,8 +229,23 @@ class Daemon:
             "uptime_s": round(now - self._started_at, 1),
         }
 
+    @staticmethod
+    def _sink_status(sink: Sink) -> dict[str, Any]:
+        try:  # a sink that is not open yet may not know its own status
+            return {"name": sink.name, **sink.status()}
+        except Exception:  # noqa: BLE001 - status must always answer
+            return {"name": sink.name}
+
+    def _set_phase(self, phase: str, step: str | None = None, fraction: float = 0.0) -> None:
+        self.phase = phase
+        if step is not None:
+            self.progress.update(step, fraction)
+        log.info("%s%s", phase, f": {step}" if step else "")
+
     def status_line(self) -> str:
         st = self.status()
+        if self.phase in ("starting", "loading"):
+            return f"{self.phase} {self.profile.name}: {self.progress.step} [{self.progress.fraction:4.0%}]"
         lat = f"{st['latency_ms']:.0f} ms" if st["frames_published"] else "-"
         line = (
             f"{st['profile']} | in {st['fps_in']:.1f} fps | out {st['fps_out']:.1f} fps | engine {st['engine_ms']:.0f} ms"
@@ -233,20 +262,27 @@ class Daemon:
         """Run until stopped, ``max_frames`` published, or a finite source ends. Returns the final status."""
         opened_sinks: list[Sink] = []
         try:
+            self._start_control()  # first: `status` and `stop` work in every phase
+            self._set_phase("starting", f"opening {self.source.name}")
             self._open_source()
             if self._stop.is_set():
                 return self.status()
             self.fps = self.source.fps
             self.output_size = self.config.output_size or self.source.native_size or (self.profile.width, self.profile.height)
             # Outputs before the engine: a missing virtual camera should fail before seconds of model loading.
+            self.progress.update("opening the outputs", 0.0)
             for sink in self.sinks:
                 sink.open(*self.output_size, self.fps)
                 opened_sinks.append(sink)
-            self._engine = self._factory(self.profile)
+            self._set_phase("loading", f"loading {self.profile.name}")
+            engine = self._load_engine()
+            if engine is None:  # stopped while loading
+                return self.status()
+            self._engine = engine
             self._setup_styles()
-            self._start_control()
             self._start_event_switching()
             self.state = "running"
+            self._set_phase("warming")
             for target, name in ((self._capture_loop, "capture"), (self._engine_loop, "engine"), (self._output_loop, "output"),
                                  (self._switch_loop, "switch")):
                 t = threading.Thread(target=self._guard(target), name=f"l2d-{name}", daemon=True)
@@ -255,8 +291,9 @@ class Daemon:
             self._supervise()
         finally:
             self.state = "stopping"
+            self.phase = "stopping"
             self._shutdown(opened_sinks)
-            self.state = "stopped"
+            self.state = self.phase = "stopped"
         if self._fatal is not None:
             raise self._fatal
         return self.status()
@@ -290,6 +327,41 @@ class Daemon:
                     return
                 delay = min(delay * 2, 5.0)
 
+    def _load_engine(self) -> EngineLike | None:
+        """Build the engine on a loader thread so a stop (signal, `l2d-obs stop`) is obeyed at once;
+        the main thread shows progress meanwhile. None when stopped first: the loader is then left to
+        finish on its own (a daemon thread) and the process exits without waiting for it."""
+        result: dict[str, Any] = {}
+
+        def load() -> None:
+            try:
+                result["engine"] = self._factory(self.profile)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                result["error"] = exc
+
+        self._loader = threading.Thread(target=load, name="l2d-load", daemon=True)
+        self._loader.start()
+        stream = self.config.status_stream or sys.stderr
+        tty = hasattr(stream, "isatty") and stream.isatty()
+        shown = ""
+        while self._loader.is_alive():
+            if self._stop.wait(0.1):
+                return None
+            line = self.status_line()
+            if line != shown:
+                shown = line
+                if tty:
+                    stream.write("\r\x1b[2K" + line)
+                    stream.flush()
+                else:
+                    log.info("%s", line)
+        if tty and shown:
+            stream.write("\r\x1b[2K")
+            stream.flush()
+        if "error" in result:
+            raise result["error"]
+        return result["engine"]
+
     def _start_control(self) -> None:
         if self.config.control_port is None:
             return
@@ -319,6 +391,10 @@ class Daemon:
             stream.flush()
 
     def _shutdown(self, opened_sinks: list[Sink]) -> None:
+        """Bounded: stage threads get ``shutdown_timeout``; outputs are finalised next (a file stays
+        playable), then the control API and event switching; the source last, on a helper thread with
+        a short wait, because closing a frozen OBS connection can block. Threads still inside native
+        code afterwards are listed in ``busy_threads`` (the CLI then exits without waiting for them)."""
         self._stop.set()
         self._inbox.close()
         self._outbox.close()
@@ -326,23 +402,31 @@ class Daemon:
         deadline = time.monotonic() + self.config.shutdown_timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        # A capture stuck in a blocking read (a hung OBS request) is released by closing the source.
-        try:
-            self.source.close()
-        except Exception:  # noqa: BLE001 - shutting down: log and go on releasing the rest
-            log.exception("closing %s failed", self.source.name)
         for sink in opened_sinks:
             try:
                 sink.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - shutting down: log and go on releasing the rest
                 log.exception("closing %s failed", sink.name)
         if self.control is not None:
             self.control.close()
         if self.event_switcher is not None:
             self.event_switcher.stop()
-        stuck = [t.name for t in self._threads if t.is_alive()]
-        if stuck:
-            log.warning("threads still busy at shutdown: %s", ", ".join(stuck))
+        # A capture stuck in a blocking read (a hung OBS request) is released by closing the source.
+        closer = threading.Thread(target=self._close_source, name="l2d-close-source", daemon=True)
+        closer.start()
+        closer.join(0.3)
+        for t in self._threads:
+            t.join(0.05)
+        busy = [t for t in (*self._threads, closer, self._loader) if t is not None and t.is_alive()]
+        self.busy_threads = [t.name for t in busy]
+        if self.busy_threads:
+            log.info("left busy at shutdown: %s", ", ".join(self.busy_threads))
+
+    def _close_source(self) -> None:
+        try:
+            self.source.close()
+        except Exception:  # noqa: BLE001
+            log.exception("closing %s failed", self.source.name)
 
     # --- stages ----------------------------------------------------------------------------------
     def _capture_loop(self) -> None:
@@ -499,6 +583,8 @@ class Daemon:
     def _publish(self, frame: Frame, new: bool) -> None:
         stats = self.stats
         for sink in self.sinks:
+            if not new and not sink.records_repeats:
+                continue
             try:
                 sink.write(frame)
             except SinkError as exc:
@@ -506,6 +592,9 @@ class Daemon:
                 log.warning("%s: %s", sink.name, exc)
         now = time.monotonic()
         stats.output_rate.tick(now)
+        if new and self.phase == "warming":
+            self.phase = "running"
+            log.info("running: first styled frame %.1f s after start", now - self._started_at)
         if new:
             stats.frames_published += 1
             stats.latency_ms = (now - frame.captured_at) * 1000

@@ -57,6 +57,14 @@ class CheckpointError(ModelError):
     """A checkpoint file cannot be read or does not match the expected architecture."""
 
 
+class DownloadError(ModelError):
+    """A download failed: the server refused it (HTTP 401, 403, 404, ...) or the transfer broke off."""
+
+
+class NetworkError(DownloadError):
+    """A server cannot be reached at all (no network, DNS, refused, no answer): every download would fail."""
+
+
 class EngineError(L2DError):
     """The diffusion engine was used incorrectly or failed."""
 

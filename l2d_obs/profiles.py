@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .dtypes import DTYPE_HELP, parse_dtype
 from .errors import ConfigError, ProfileError
 
 # The repository's profiles/ folder, reached through the package (l2d_obs/data/profiles is a link to it
@@ -146,7 +147,6 @@ _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
 _LORA_KEYS: dict[str, type | tuple[type, ...]] = {"source": str, "scale": (int, float), "name": str, "sha256": str}
 _DEPTH_KEYS: dict[str, type | tuple[type, ...]] = {"enabled": bool, "estimator": str, "source": str}
 _ENGINE_KEYS: dict[str, type | tuple[type, ...]] = {"device": str, "dtype": str, "pipelined": bool}
-ENGINE_DTYPES = ("fp32", "float32", "fp16", "float16", "bf16", "bfloat16")
 TRIGGER_PLACEHOLDER = "{trigger_words}"
 
 
@@ -288,8 +288,11 @@ def _parse_engine(path: Path, table: dict[str, Any]) -> EngineSpec:
     engine = EngineSpec(**table)
     if engine.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", engine.device):
         raise _fail(path, "engine.device", f"must be cpu, mps, cuda or cuda:N, got {engine.device!r}")
-    if engine.dtype is not None and engine.dtype.lower() not in ENGINE_DTYPES:
-        raise _fail(path, "engine.dtype", f"must be one of fp32, fp16, bf16, got {engine.dtype!r}")
+    if engine.dtype is not None:
+        try:
+            engine = replace(engine, dtype=parse_dtype(engine.dtype))  # one spelling from here on
+        except ConfigError:
+            raise _fail(path, "engine.dtype", f"must be one of {DTYPE_HELP}, got {engine.dtype!r}") from None
     return engine
 
 

@@ -3,8 +3,9 @@
 INPUT and OUTPUT are each a video file or a folder of numbered PNG frames. The output has the input's
 frame count, order, size and frame rate: frames are fitted to the profile's resolution (centre crop +
 resize) for the engine and fitted back to the input size; warmup frames are real outputs and the
-pipeline is flushed at the end. Everything is written to a temporary sibling first and moved into
-place only when complete, so a failure never leaves a half-written output.
+pipeline is flushed at the end. Missing folders above OUTPUT are created. Everything is written to a
+temporary sibling first and moved into place only when complete, so a failure never leaves a
+half-written output (nor the folders it created).
 """
 
 from __future__ import annotations
@@ -69,14 +70,32 @@ def open_input(path: Path, fps: float) -> tuple[Source, int]:
 def _check_output(output: Path) -> bool:
     """Validate OUTPUT before any work; returns True for a PNG-folder output."""
     as_folder = output.suffix.lower() not in VIDEO_SUFFIXES
-    parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"output folder {parent} does not exist; create it first")
+    existing = next(p for p in output.absolute().parents if p.exists())  # the folders below it get created
+    if not existing.is_dir():
+        raise OutputError(f"cannot create the output folder {output.parent}: {existing} is a file")
     if as_folder and output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise OutputError(f"output {output} already exists and is not an empty folder; choose a new path")
     if not as_folder and output.is_dir():
         raise OutputError(f"output {output} is a folder, not a video file")
     return as_folder
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and any missing parents; returns the ones created, deepest first."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {folder}: {exc.strerror}") from None
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:  # something else was put there meanwhile: keep it
+            return
 
 
 def render(
@@ -95,7 +114,9 @@ def render(
             raise InputError(f"input {input_path} reports no frame size")
         fps = source.fps
         engine = engine_factory()
-        tmp_root = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.partial-", dir=output_path.parent or "."))
+        created = _make_folders(output_path.parent)
+        tmp_root = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.partial-", dir=output_path.parent))
+        done = False
         try:
             target = tmp_root / ("frames" if as_folder else f"out{output_path.suffix}")
             sink = VideoFileSink(str(target) + ("/" if as_folder else ""))
@@ -134,8 +155,11 @@ def render(
             if output_path.exists():  # an empty folder we validated
                 output_path.rmdir()
             shutil.move(str(target), str(output_path))
+            done = True
         finally:
             shutil.rmtree(tmp_root, ignore_errors=True)
+            if not done:
+                _remove_empty(created)
     finally:
         source.close()
     log.info("rendered %d frames (%dx%d @ %.2f fps) to %s", written, width, height, fps, output_path)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli import app
+from ..dtypes import DTYPE_HELP, parse_dtype
 from ..errors import ConfigError
 
 
@@ -17,7 +18,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with every figure.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Few frames and repetitions, a short soak (a smoke run).")] = False,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: best available).")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="fp32, fp16 or bf16 (default: fp16 on GPU, fp32 on CPU).")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help=f"{DTYPE_HELP}; default: fp16 on GPU, fp32 on CPU.")] = None,
     size: Annotated[str, typer.Option("--size", help="tiny, small, or full (SD1.5 + motion modules + DPT-hybrid, random weights).")] = "tiny",
     resolution: Annotated[Optional[int], typer.Option("--resolution", help="Square frame size in pixels (default: 64 tiny and small, 512 full).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Denoising steps T in the stream batch.")] = 2,
@@ -38,6 +39,7 @@ def bench(
     output: Annotated[Optional[Path], typer.Option("--output", help="Also write the JSON report to this file.")] = None,
 ) -> None:
     """Benchmark the streaming engine: KV cache vs recompute, pipelining, daemon overhead, memory."""
+    dtype = parse_dtype(dtype)
     from ..bench.config import Accelerations, BenchConfig
     from ..bench.runner import run_bench
     from ..bench.table import format_report

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import signal
+import sys
 import time
 from typing import Annotated, Optional
 
@@ -53,17 +55,82 @@ def start(
     obs_events: Annotated[Optional[bool], typer.Option("--obs-events/--no-obs-events", help="Switch styles on OBS events ([switching] in the config file, custom events). Default: on when OBS is a source or output, or rules are configured.")] = None,
 ) -> None:
     """Start styling: capture, run the engine, publish. Ctrl+C stops it."""
+    # Until the daemon runs nothing is open (no OBS connection, no output file), so a signal here just
+    # ends the process at once - even in the middle of importing torch, which takes seconds.
+    previous = {s: signal.signal(s, _exit_at_once) for s in (signal.SIGINT, signal.SIGTERM)}
+    settings = load_settings(control_port=control_port)
+    from ..control.instance import InstanceLock
+
+    lock = InstanceLock().acquire()  # before anything slow, before OBS or any output is touched
+    daemon = None
+    received: list[int] = []
+    try:
+        daemon = _build_daemon(settings, profile, source, output, frames, size, fps, wait, device, dtype, obs_scene,
+                               obs_input, obs_return_port, camera_size, camera_fps, camera_fourcc, loop, pace,
+                               vcam_backend, preload, threads, obs_events)
+
+        def on_signal(signum: int, _frame: object) -> None:
+            received.append(signum)
+            daemon.stop()
+
+        for s in previous:
+            signal.signal(s, on_signal)
+        final = daemon.run()
+    except BaseException as exc:
+        if daemon is not None and daemon.busy_threads and isinstance(exc, L2DError):
+            print(f"l2d-obs: error: {exc}", file=sys.stderr)
+            _exit_without_waiting(exc.exit_code)
+        raise
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if daemon is None or not daemon.busy_threads:
+            lock.release()
+    log.info("stopped after %d frames (dropped %d input frames)", final["frames_published"], final["dropped_input"])
+    code = 130 if signal.SIGINT in received else 0  # Ctrl+C: the shell's convention; SIGTERM, stop: 0
+    if daemon.busy_threads:
+        # A stage still inside a long native call (a slow fp16 step on a CPU, a hung OBS read):
+        # everything that matters is closed and flushed, so leave without waiting for it - waiting
+        # would break the 2 s promise, and tearing the interpreter down under it aborts natively.
+        _exit_without_waiting(code)
+    # Everything is released now. Freezing the heap keeps the interpreter from walking torch's millions of
+    # objects at exit, which otherwise takes seconds on a small CPU (Ctrl+C must return within 2 s).
+    gc.freeze()
+    if code:
+        raise typer.Exit(code)
+
+
+def _exit_at_once(signum: int, _frame: object) -> None:
+    print("l2d-obs: interrupted" if signum == signal.SIGINT else "l2d-obs: stopped", file=sys.stderr)
+    _exit_without_waiting(130 if signum == signal.SIGINT else 0)
+
+
+def _exit_without_waiting(code: int) -> None:
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _build_daemon(settings, profile, source, output, frames, size, fps, wait, device, dtype, obs_scene, obs_input,
+                  obs_return_port, camera_size, camera_fps, camera_fourcc, loop, pace, vcam_backend, preload, threads,
+                  obs_events):
     from ..daemon import Daemon, DaemonConfig, default_engine_factory
     from ..profiles import load_profile
+    from ..progress import ProgressBoard
     from ..sinks import SinkOptions, make_sink
     from ..sources import SourceOptions, make_source
 
-    settings = load_settings(control_port=control_port)
     prof = load_profile(profile)
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
+    if frames is not None and frames < 1:
+        raise ConfigError("--frames must be at least 1")
     src = make_source(source, settings.obs, SourceOptions(
         fps=fps, camera_size=_size(camera_size, "--camera-size"), camera_fps=camera_fps,
         camera_fourcc=camera_fourcc, file_pace=pace, file_loop=loop,
@@ -71,37 +138,26 @@ def start(
     sink_opts = SinkOptions(obs_scene=obs_scene, obs_input=obs_input, obs_return_port=obs_return_port,
                             vcam_backend=vcam_backend, wait=wait)
     sinks = [make_sink(spec, settings.obs, sink_opts) for spec in (output or ["vcam"])]
-    if frames is not None and frames < 1:
-        raise ConfigError("--frames must be at least 1")
     uses_obs = source.startswith("obs:") or any(spec.split(":")[0] == "obs" for spec in (output or []))
     rules = settings.switching
     if obs_events is None:
         obs_events = uses_obs or bool(rules.scenes or rules.sources)
-    daemon = Daemon(prof, src, sinks, default_engine_factory(device, dtype), DaemonConfig(
+    board = ProgressBoard()
+    daemon = Daemon(prof, src, sinks, default_engine_factory(device, dtype, progress=board.update), DaemonConfig(
         obs_events=(settings.obs, rules) if obs_events else None,
         max_frames=frames, output_size=_size(size, "--size"), wait=wait, control_port=settings.control_port,
         preload=tuple(name.strip() for name in (preload or "").split(",") if name.strip()),
-    ))
+    ), progress=board)
     logging.getLogger("l2d_obs.daemon").setLevel(min(logging.INFO, logging.getLogger().level or logging.INFO))
-
-    def on_signal(signum: int, _frame: object) -> None:
-        daemon.stop()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        final = daemon.run()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    log.info("stopped after %d frames (dropped %d input frames)", final["frames_published"], final["dropped_input"])
-    # Everything is released now. Freezing the heap keeps the interpreter from walking torch's millions of
-    # objects at exit, which otherwise takes seconds on a small CPU (Ctrl+C must return within 2 s).
-    gc.freeze()
+    return daemon
 
 
 def _format_status(st: dict) -> str:
-    lines = [
-        f"pid {st['pid']}  {st['state']}  profile {st['profile']}  up {st['uptime_s']:.0f} s",
+    phase = st.get("phase", st["state"])
+    lines = [f"pid {st['pid']}  {phase}  profile {st['profile']}  up {st['uptime_s']:.0f} s"]
+    if st.get("loading"):
+        lines.append(f"loading {st['loading']['step']} [{st['loading']['progress']:.0%}]")
+    lines += [
         f"source  {st['source']} ({st['source_state']})",
         "outputs " + ", ".join(s["name"] for s in st["sinks"]) + f"  at {st['output_size'][0]}x{st['output_size'][1]}",
         f"fps     in {st['fps_in']:.1f}  out {st['fps_out']:.1f}  (target {st['fps_target']:.1f})",

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli import app
+from ..dtypes import DTYPE_HELP, parse_dtype
 
 
 @app.command()
@@ -18,11 +19,12 @@ def render(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Noise seed (default: the profile's).")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frame rate of a PNG-folder INPUT (videos carry their own).")] = 30.0,
     device: Annotated[Optional[str], typer.Option("--device", help="cuda, mps or cpu (default: best available).")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="fp16, bf16 or fp32 (default: fp16 on GPU, fp32 on CPU).")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help=f"{DTYPE_HELP}; default: fp16 on GPU, fp32 on CPU.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (1 is fastest on a busy 2-core machine; default: torch's).")] = None,
 ) -> None:
     """Translate a video offline with a profile; output keeps the input's frame count, size and rate."""
+    dtype = parse_dtype(dtype)
     from tqdm import tqdm
 
     from ..engine import build_engine

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli import app
+from ..dtypes import DTYPE_HELP, parse_dtype
 
 
 @app.command("eval")
@@ -21,10 +22,11 @@ def eval_(
     clip: Annotated[Optional[Path], typer.Option("--clip", envvar="L2D_CLIP_MODEL", show_envvar=True, help="Local transformers CLIPModel folder for CLIP scores (e.g. from `hf download openai/clip-vit-base-patch32`).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (1 is steadiest on a busy machine; default: torch's).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="cuda, mps or cpu (default: best available).")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="fp16, bf16 or fp32 (default: fp16 on GPU, fp32 on CPU).")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help=f"{DTYPE_HELP}; default: fp16 on GPU, fp32 on CPU.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
 ) -> None:
     """Score the profile's variants (live2diff, per-frame, no-warmup, window-N, bidirectional) on the same clips."""
+    dtype = parse_dtype(dtype)
     from ..evaluation.evaluate import check_output_path, run_evaluation, write_json
     from ..evaluation.variants import check_variant
 

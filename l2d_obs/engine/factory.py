@@ -7,6 +7,7 @@ import logging
 import torch
 
 from ..errors import ConfigError
+from ..progress import ProgressFn, no_progress
 from .components import Live2DiffComponents
 from .stream import EngineSettings, StreamEngine
 
@@ -42,7 +43,8 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
     return torch.float16 if device.type in ("cuda", "mps") else torch.float32
 
 
-def build_components(profile, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Live2DiffComponents:
+def build_components(profile, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                     progress: ProgressFn = no_progress) -> Live2DiffComponents:
     """Components for a profile: random tiny ones, or real weights through the loaders (loaded
     straight to the engine's device and precision)."""
     if profile.model.kind == "tiny":
@@ -51,7 +53,7 @@ def build_components(profile, device: torch.device | str = "cpu", dtype: torch.d
         return build_tiny_components(profile.model.weights_seed, depth=profile.depth.enabled)
     from ..weights import build_sd15_components
 
-    return build_sd15_components(profile, device=device, dtype=dtype)
+    return build_sd15_components(profile, device=device, dtype=dtype, progress=progress)
 
 
 def resolve_device_and_dtype(profile, device: str | None = None, dtype: str | None = None) -> tuple[torch.device, torch.dtype]:
@@ -60,10 +62,12 @@ def resolve_device_and_dtype(profile, device: str | None = None, dtype: str | No
     return dev, pick_dtype(dev, dtype or profile.engine.dtype)
 
 
-def build_engine(profile, device: str | None = None, dtype: str | None = None, **overrides) -> StreamEngine:
+def build_engine(profile, device: str | None = None, dtype: str | None = None, progress: ProgressFn = no_progress,
+                 **overrides) -> StreamEngine:
     """A ready StreamEngine for ``profile`` (overrides: any EngineSettings field, e.g. pipelined=False)."""
     dev, dt = resolve_device_and_dtype(profile, device, dtype)
-    components = build_components(profile, dev, dt)
+    components = build_components(profile, dev, dt, progress=progress)
+    progress("preparing the engine", 0.95)
     settings = EngineSettings.from_profile(profile, **overrides)
     log.info("engine: profile %s on %s (%s), %dx%d, T=%d, L=%d, Lw=%d", profile.name, dev, str(dt).removeprefix("torch."),
              settings.width, settings.height, settings.steps, settings.window, settings.warmup)

@@ -15,6 +15,10 @@ from ..frames import Frame
 
 
 class Sink(ABC):
+    # A live source's output clock repeats the last styled frame when no new one is ready, so a camera
+    # never stalls. A recording (a file) takes each styled frame once instead: ``--frames N`` writes N.
+    records_repeats: bool = True
+
     @property
     @abstractmethod
     def name(self) -> str: ...

@@ -21,6 +21,8 @@ _FOURCC = {".avi": "MJPG", ".mkv": "MJPG", ".mp4": "mp4v", ".mov": "mp4v"}
 
 
 class VideoFileSink(Sink):
+    records_repeats = False  # each styled frame once, in order (the clip plays at the source's rate)
+
     def __init__(self, path: str | Path) -> None:
         self.spec = str(path)
         self.path = Path(path)

@@ -17,6 +17,7 @@ from ..engine.components import Live2DiffComponents
 from ..engine.depth import DEFAULT_DEPTH_ENCODER_CHANNELS, DepthEncoder
 from ..errors import CheckpointError, L2DError, ModelError
 from ..profiles import Profile
+from ..progress import ProgressFn, no_progress
 from .aux_models import load_depth_estimator, load_taesd
 from .base import SD15_CONFIG_DIR, load_base
 from .checkpoint import load_checked, read_state_dict
@@ -51,13 +52,17 @@ def new_scheduler() -> "LCMScheduler":  # noqa: F821
 
 
 def build_sd15_components(
-    profile: Profile, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    profile: Profile, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+    progress: ProgressFn = no_progress,
 ) -> Live2DiffComponents:
     if profile.model.kind != "sd15":
         raise ModelError(f"profile '{profile.name}' has model.kind={profile.model.kind!r}; only 'sd15' loads weights")
+    progress("finding weight files", 0.0)
     paths = resolve_all(profile)
+    progress("loading the image model and text encoder", 0.05)
     base = load_base(paths["base"], base_config_dir(profile))
 
+    progress("loading the motion modules", 0.45)
     motion_file = paths["motion"]
     motion = map_original_motion_checkpoint(read_state_dict(motion_file), motion_file)
     if profile.depth.enabled and motion.depth_state is None:
@@ -73,13 +78,17 @@ def build_sd15_components(
         file = paths[f"lora:{spec.name or i}"]
         loras.append((parse_lora(read_state_dict(file), file), spec.scale))
     if loras:
+        progress(f"fusing {len(loras)} LoRA(s)", 0.55)
         fuse_loras({"unet": base.unet, "text_encoder": base.text_encoder}, loras)
 
+    progress("building the motion UNet", 0.65)
     unet = build_motion_unet(base.unet, motion, profile.model.motion_heads)
+    progress("loading the VAE", 0.75)
     vae = load_taesd(paths["vae"])
 
     depth_encoder = depth_estimator = None
     if profile.depth.enabled:
+        progress("loading the depth estimator", 0.8)
         ladder = DepthEncoder.channels_of(motion.depth_state) or DEFAULT_DEPTH_ENCODER_CHANNELS
         depth_encoder = DepthEncoder(in_channels=4, out_channels=unet.config.block_out_channels[0], channels=ladder)
         load_checked(depth_encoder, motion.depth_state, motion_file, "Live2Diff depth encoder (flow_conv_in)")
@@ -87,6 +96,7 @@ def build_sd15_components(
         depth_encoder = depth_encoder.to(device=device, dtype=dtype).eval()
 
     log.info("loaded profile '%s' weights: %s", profile.name, ", ".join(f"{k}={v}" for k, v in paths.items()))
+    progress(f"moving the model to {torch.device(device).type}", 0.9)
     return Live2DiffComponents(
         unet=unet.to(device=device, dtype=dtype),
         vae=vae.to(device=device, dtype=dtype),
