@@ -33,9 +33,19 @@ log = logging.getLogger("l2d_obs")
 _USER_OPENCV_LOG_LEVEL = os.environ.get("OPENCV_LOG_LEVEL")
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Each record on one line: libraries log messages with line breaks in them (huggingface_hub's
+    "...\nTrying to resume download...") that would read as separate, unlabelled lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return super().formatMessage(record).replace("\n", " ")
+
+
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # Third-party libraries are chatty at INFO; keep them at WARNING unless -vv.
     for noisy in ("diffusers", "transformers", "urllib3", "httpx", "httpx2", "obswebsocket", "websocket", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)

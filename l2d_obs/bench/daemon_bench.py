@@ -99,7 +99,7 @@ def _daemon_run(engine: StreamEngine, cfg: BenchConfig, source_fps: float) -> tu
     return [t for t, _ in records], [lat * 1000 for _, lat in records], status, float(daemon.stats.engine_ms_mean)
 
 
-def run_daemon_bench(engine: StreamEngine, cfg: BenchConfig) -> DaemonResult:
+def run_daemon_bench(engine: StreamEngine, cfg: BenchConfig, progress: bool = False) -> DaemonResult:
     """Engine-only and daemon runs alternate, ``repeats`` times; medians of each (a shared machine's
     load drifts within minutes, so one block of each would compare two different machines)."""
     clock = Clock(engine.device)
@@ -107,7 +107,9 @@ def run_daemon_bench(engine: StreamEngine, cfg: BenchConfig) -> DaemonResult:
     alone, e2e, engine_ms, latencies = [], [], [], []
     published = measured = dropped = 0
     source_fps = cfg.source_fps
-    for rep in range(cfg.repeats):
+    from tqdm.auto import tqdm
+
+    for rep in tqdm(range(cfg.repeats), desc="bench daemon", unit="repetition", disable=not progress, dynamic_ncols=True):
         alone.append(engine_only_fps(engine, cfg.daemon_frames, clock))
         fps = source_fps or max(30.0, 1.5 * alone[-1])
         times, lats, status, ms = _daemon_run(engine, cfg, fps)

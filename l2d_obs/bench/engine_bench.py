@@ -279,22 +279,31 @@ class EngineBench:
             self._clip_frames = max(self.counter.clip_frames, default=0)
         return samples
 
-    def run(self) -> EngineResult:
+    def run(self, progress: bool = False) -> EngineResult:
+        from tqdm.auto import tqdm
+
         cfg = self.cfg
         timings = {name: VariantTiming(name) for name in VARIANTS}
+        bar = tqdm(total=len(VARIANTS) * (cfg.repeats + int(cfg.warm_pass)), desc="bench engine", unit="run",
+                   disable=not progress, dynamic_ncols=True)
         if self.b.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.b.device)
         with torch.no_grad():
             # One untimed pass of each variant: allocator, caches, lazy inits, compilation.
             if cfg.warm_pass:
                 for name in VARIANTS:
+                    bar.set_postfix_str(f"warm pass: {name}")
                     self._run_variant(name)
+                    bar.update()
             self._calls.clear()
             for rep in range(cfg.repeats):
                 for name in VARIANTS:
+                    bar.set_postfix_str(f"repetition {rep + 1}/{cfg.repeats}: {name}")
                     timings[name].add_repetition(self._run_variant(name))
+                    bar.update()
                 log.info("engine repetition %d/%d: %s", rep + 1, cfg.repeats,
                          ", ".join(f"{n} {timings[n].rep_means_ms[-1]:.1f} ms" for n in VARIANTS))
+        bar.close()
         peak_gpu = int(torch.cuda.max_memory_allocated(self.b.device)) if self.b.device.type == "cuda" else None
         return EngineResult(
             timings=timings,

@@ -88,7 +88,8 @@ class BenchReport:
         }
 
 
-def run_bench(cfg: BenchConfig) -> BenchReport:
+def run_bench(cfg: BenchConfig, progress: bool = False) -> BenchReport:
+    """``progress``: a bar with ETA per part on stderr (each part's figures are printed at the end)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.monotonic()
@@ -105,13 +106,13 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
     )
     if "engine" in cfg.parts:
         frames = pattern_frames(cfg.resolution, cfg.resolution, cfg.window + cfg.frames)
-        report.engine = EngineBench(bench, cfg, frames).run()
+        report.engine = EngineBench(bench, cfg, frames).run(progress)
         log.info("engine part done")
     if "daemon" in cfg.parts:
-        report.daemon = run_daemon_bench(bench.engine, cfg)
+        report.daemon = run_daemon_bench(bench.engine, cfg, progress)
         log.info("daemon part done")
     if "soak" in cfg.parts:
-        report.soak = run_soak(bench.engine, cfg.soak_frames)
+        report.soak = run_soak(bench.engine, cfg.soak_frames, progress)
         log.info("soak part done")
     machine.load_avg_end = tuple(round(x, 2) for x in os.getloadavg())  # type: ignore[assignment]
     return report

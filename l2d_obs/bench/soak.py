@@ -35,7 +35,9 @@ class SoakResult:
         return d
 
 
-def run_soak(engine: StreamEngine, frames: int) -> SoakResult:
+def run_soak(engine: StreamEngine, frames: int, progress: bool = False) -> SoakResult:
+    from tqdm.auto import tqdm
+
     s = engine.settings
     cycle = pattern_frames(s.width, s.height, _CYCLE)
     engine.reset()
@@ -53,7 +55,7 @@ def run_soak(engine: StreamEngine, frames: int) -> SoakResult:
     gc.collect()
     rss0, cache0 = current_rss_bytes(), engine.context.cache_bytes()
     started = time.monotonic()
-    for i in range(frames):
+    for i in tqdm(range(frames), desc="bench soak", unit="frame", disable=not progress, dynamic_ncols=True):
         push_next()
         if (i + 1) % 1000 == 0:
             log.info("soak: %d/%d frames, RSS %.1f MiB", i + 1, frames, current_rss_bytes() / 2**20)

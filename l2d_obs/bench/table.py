@@ -38,9 +38,15 @@ def format_report(report: dict) -> str:
     if d:
         lines += [
             "",
-            f"daemon: engine-only {d['engine_only_fps']:.1f} fps, end-to-end {d['end_to_end_fps']:.1f} fps, "
+            f"daemon: {d['end_to_end_fps']:.1f} styled fps end to end (the engine alone, pushed frames back to back "
+            f"just before: {d['engine_only_fps']:.1f} fps; engine {d['engine_ms_in_daemon']:.0f} ms/frame inside the daemon), "
             f"latency p50 {d['latency_ms_p50']:.0f} ms / p95 {d['latency_ms_p95']:.0f} ms",
         ]
+        ratio = d.get("end_to_end_over_engine_only")
+        if ratio and ratio > 1.15:
+            # The daemon cannot beat the engine it runs: the machine's load changed between the runs.
+            lines.append(f"  note: end to end is {ratio:.2f}x the engine alone - the machine's load changed between "
+                         "the runs (see the per-run figures in --json); rerun on a quiet machine to compare")
     s = report.get("soak")
     if s:
         lines.append(f"soak: {s['frames']} frames, RSS growth {s['rss_growth_pct']:+.2f}%")

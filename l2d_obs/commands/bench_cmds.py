@@ -37,6 +37,7 @@ def bench(
     compile_unet: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the UNets (default: on with CUDA).")] = None,
     cuda_graphs: Annotated[Optional[bool], typer.Option("--cuda-graphs/--no-cuda-graphs", help="CUDA graphs via torch.compile's reduce-overhead mode (default: on with CUDA).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", help="Also write the JSON report to this file.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars with ETA on stderr.")] = True,
 ) -> None:
     """Benchmark the streaming engine: KV cache vs recompute, pipelining, daemon overhead, memory."""
     dtype = parse_dtype(dtype)
@@ -77,7 +78,9 @@ def bench(
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    report = run_bench(cfg).to_dict()
+    if progress:
+        typer.echo(f"bench: building the {size} engine ({cfg.resolution}x{cfg.resolution}, {cfg.device}, {cfg.dtype})", err=True)
+    report = run_bench(cfg, progress=progress).to_dict()
     text = json.dumps(report, indent=2)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ def start(
     pace: Annotated[bool, typer.Option("--pace/--no-pace", help="Play a file: source at its frame rate (or as fast as possible).")] = True,
     vcam_backend: Annotated[Optional[str], typer.Option("--vcam-backend", help="pyvirtualcam backend (default: the first that works).")] = None,
     preload: Annotated[Optional[str], typer.Option("--preload", help="Styles to prepare at start for fast switching, e.g. vangogh,cartoon.")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (1 is fastest on a busy 2-core machine; default: torch's).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (default: 1 on a machine with up to 2 cores, else all cores but one).")] = None,
     obs_events: Annotated[Optional[bool], typer.Option("--obs-events/--no-obs-events", help="Switch styles on OBS events ([switching] in the config file, custom events). Default: on when OBS is a source or output, or rules are configured.")] = None,
 ) -> None:
     """Start styling: capture, run the engine, publish. Ctrl+C stops it."""
@@ -124,11 +124,10 @@ def _build_daemon(settings, profile, source, output, frames, size, fps, wait, de
     from ..sinks import SinkOptions, make_sink
     from ..sources import SourceOptions, make_source
 
-    prof = load_profile(profile)
-    if threads is not None:
-        import torch
+    from ..threads import apply_threads
 
-        torch.set_num_threads(threads)
+    prof = load_profile(profile)
+    apply_threads(threads)
     if frames is not None and frames < 1:
         raise ConfigError("--frames must be at least 1")
     src = make_source(source, settings.obs, SourceOptions(

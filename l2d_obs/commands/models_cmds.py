@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli import app
-from ..errors import L2DError, ModelError
-from ..profiles import Profile, available_profiles, load_profile
+from ..errors import ConfigError, L2DError, ModelError, NetworkError
+from ..profiles import Profile, available_profiles, load_profile, load_profile_file
 from ..weights.download import fetch
 from ..weights.hashing import sha256_file
 from ..weights.plan import Requirement, profile_requirements
@@ -28,10 +28,19 @@ ProfileOption = Annotated[
 ]
 
 
-def _profiles(names: list[str] | None) -> list[Profile]:
+def _profiles(names: list[str] | None) -> tuple[list[Profile], int]:
+    """The profiles named, or every known one; of those a broken file is named in one line on stderr
+    and skipped (one bad user profile must not hide the others). Returns (profiles, files skipped)."""
     if names:
-        return [load_profile(n) for n in names]
-    return [load_profile(n) for n in available_profiles()]
+        return [load_profile(n) for n in names], 0
+    found, skipped = [], 0
+    for path in available_profiles().values():
+        try:
+            found.append(load_profile_file(path))
+        except ConfigError as exc:  # ProfileError, or a bad source string in it
+            skipped += 1
+            typer.echo(f"skipped a broken profile: {exc}", err=True)
+    return found, skipped
 
 
 def _size(path: Path) -> str:
@@ -44,9 +53,11 @@ def _size(path: Path) -> str:
 
 @models_app.command("download")
 def download(profile: ProfileOption = None) -> None:
-    """Fetch every file the profile(s) need that is not in the cache yet (resumes partial downloads)."""
-    failures = 0
-    for prof in _profiles(profile):
+    """Fetch every file the profile(s) need that is not in the cache yet, with sizes and byte progress
+    (resumes partial downloads)."""
+    failures: list[L2DError] = []
+    profiles, _ = _profiles(profile)
+    for prof in profiles:
         reqs = profile_requirements(prof)
         if not reqs:
             typer.echo(f"{prof.name}: nothing to download (model.kind = {prof.model.kind})")
@@ -54,21 +65,27 @@ def download(profile: ProfileOption = None) -> None:
         for req in reqs:
             typer.echo(f"{prof.name}: {req.field} <- {req.source}")
             try:
-                path = fetch(req, profile_ref(prof))
+                path = fetch(req, profile_ref(prof), note=lambda line: typer.echo(f"  {line}"))
+            except NetworkError:
+                raise  # the server cannot be reached: every other download would fail the same way
             except L2DError as exc:
-                failures += 1
-                typer.echo(f"  FAILED: {exc}", err=True)
+                failures.append(exc)
                 continue
-            typer.echo(f"  ok: {path}")
+            typer.echo(f"  ok: {path} ({_size(path)})")
+    if len(failures) == 1:
+        raise failures[0]
     if failures:
-        raise ModelError(f"{failures} download(s) failed (see above); run the command again to resume")
+        for exc in failures:
+            typer.echo(f"  failed: {exc}", err=True)
+        raise ModelError(f"{len(failures)} downloads failed (listed above); run the command again to resume")
 
 
 @models_app.command("list")
 def list_models(profile: ProfileOption = None) -> None:
     """Show, per profile, where each file comes from and whether it is on disk."""
     typer.echo(f"cache: {models_dir()}")
-    for prof in _profiles(profile):
+    profiles, _ = _profiles(profile)
+    for prof in profiles:
         reqs = profile_requirements(prof)
         typer.echo(f"{prof.name}: " + ("random weights, nothing to download" if not reqs else ""))
         for req in reqs:
@@ -127,8 +144,8 @@ def _safetensors_size(file: Path) -> int:
 @models_app.command("verify")
 def verify(profile: ProfileOption = None) -> None:
     """Check that every file is present, complete, and matches its sha256 when the profile gives one."""
-    problems = 0
-    for prof in _profiles(profile):
+    profiles, problems = _profiles(profile)  # a broken profile counts as a problem
+    for prof in profiles:
         for req in profile_requirements(prof):
             problem = _verify(req, prof)
             if problem:

@@ -19,9 +19,11 @@ def install_hint(system: str | None = None) -> str:
     if system == "Linux":
         return (
             "no virtual camera device: install and load v4l2loopback "
-            "(sudo apt install v4l2loopback-dkms && sudo modprobe v4l2loopback exclusive_caps=1)"
+            "(sudo apt install v4l2loopback-dkms && sudo modprobe v4l2loopback exclusive_caps=1), "
+            "or send the styled video straight into OBS with --output obs"
         )
-    return "no virtual camera: install OBS Studio 26+ and start its Virtual Camera once (Controls > Start Virtual Camera)"
+    return ("no virtual camera: install OBS Studio 26+ and start its Virtual Camera once (Controls > Start Virtual "
+            "Camera), or send the styled video straight into OBS with --output obs")
 
 
 class VirtualCamSink(Sink):

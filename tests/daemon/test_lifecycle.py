@@ -157,3 +157,9 @@ def test_status_json_reports_the_phase(tmp_path):
     assert st["phase"] == "running" and st["loading"] is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0
+
+
+def test_default_threads_leave_a_core_for_capture_output_and_obs():
+    from l2d_obs.threads import default_threads
+
+    assert [default_threads(n) for n in (1, 2, 4, 16)] == [1, 1, 3, 15]

@@ -105,6 +105,7 @@ def test_vcam_without_device_says_what_to_install(monkeypatch):
 
 def test_install_hint_per_platform():
     assert "v4l2loopback" in install_hint("Linux")
+    assert all("--output obs" in install_hint(system) for system in ("Linux", "Windows", "Darwin"))
     assert "OBS" in install_hint("Windows") and "Virtual Camera" in install_hint("Darwin")
 
 

@@ -79,9 +79,10 @@ def test_render_seed_reproduces_and_changes_output(tmp_path):
         (lambda d: _junk(d / "junk.avi"), "out.avi", "junk.avi"),
         (lambda d: (d / "empty").mkdir() or d / "empty", "out", "holds no frames"),
         (lambda d: write_video(d / "zero.avi", 0) or d / "zero.avi", "out.avi", "zero.avi"),
-        (lambda d: write_video(d / "ok.avi", 3) or d / "ok.avi", "no/such/dir/out.avi", "does not exist; create it"),
+        (lambda d: write_video(d / "ok.avi", 3) or (d / "afile").write_text("x") and d / "ok.avi", "afile/out.avi",
+         "afile is a file"),
     ],
-    ids=["missing-input", "unreadable-input", "empty-folder", "zero-frame-video", "missing-output-dir"],
+    ids=["missing-input", "unreadable-input", "empty-folder", "zero-frame-video", "output-dir-is-a-file"],
 )
 def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys, make_input, output, message):
     source = make_input(tmp_path)
