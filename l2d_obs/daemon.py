@@ -52,6 +52,8 @@ class EngineLike(Protocol):
 
 EngineFactory = Callable[[Profile], EngineLike]
 
+RECENT_CAMERA_FRAMES = 16  # warmups are shorter than the window (<= 24); 16 raw 1080p frames hold ~100 MB
+
 
 def default_engine_factory(device: str | None = None, dtype: str | None = None,
                            progress: ProgressFn | None = None) -> EngineFactory:
@@ -166,6 +168,9 @@ class Daemon:
         self.fps = 30.0
         self.control = None
         live = source.live
+        # The latest camera frames as captured (before fitting to a style's size): a switch re-warms
+        # from them, fitted to the new style, whatever its resolution or aspect.
+        self._recent_camera: collections.deque[Frame] = collections.deque(maxlen=RECENT_CAMERA_FRAMES)
         self._inbox: LatestSlot[Frame] | BoundedQueue[Frame] = LatestSlot() if live else BoundedQueue(2)
         self._outbox: LatestSlot[Frame] | BoundedQueue[Frame] = LatestSlot() if live else BoundedQueue(4)
 
@@ -178,17 +183,25 @@ class Daemon:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def request_switch(self, name: str) -> dict[str, Any]:
-        """Validate a profile now (one-line L2DError on a bad one, nothing changes) and prepare it in
-        the background while the current style keeps streaming. The engine thread takes it over
-        between two frames. Rapid requests: the newest wins, older unfinished ones are dropped."""
+    @staticmethod
+    def validated_profile(name: str) -> Profile:
+        """A profile the engine can take, or a one-line L2DError: the file's fields and ranges, its
+        weight files, and its window against its motion modules (shared by switches and --preload)."""
         profile = load_profile(name)
         if profile.model.kind != "tiny":
-            from .weights import check_profile_files
+            from .weights import check_profile_files, check_window_fits
 
             problems = check_profile_files(profile)
             if problems:
                 raise MissingWeightsError(problems[0])
+            check_window_fits(profile)
+        return profile
+
+    def request_switch(self, name: str) -> dict[str, Any]:
+        """Validate a profile now (one-line L2DError on a bad one, nothing changes) and prepare it in
+        the background while the current style keeps streaming. The engine thread takes it over
+        between two frames. Rapid requests: the newest wins, older unfinished ones are dropped."""
+        profile = self.validated_profile(name)
         with self._switch_lock:
             self._switch_state = {"profile": profile.name, "state": "preparing"}
         self._switch_requests.put((profile, time.monotonic()))
@@ -262,6 +275,8 @@ class Daemon:
         """Run until stopped, ``max_frames`` published, or a finite source ends. Returns the final status."""
         opened_sinks: list[Sink] = []
         try:
+            for name in self.config.preload:  # every style up front, before anything opens or loads
+                self.validated_profile(name)
             self._start_control()  # first: `status` and `stop` work in every phase
             self._set_phase("starting", f"opening {self.source.name}")
             self._open_source()
@@ -485,6 +500,7 @@ class Daemon:
                     for out in engine.flush():
                         self._deliver(out)
                 break
+            self._recent_camera.append(item)
             pixels = fit(item.pixels, engine.width, engine.height)
             t0 = time.perf_counter()
             outputs = engine.push(item.with_pixels(pixels))
@@ -657,10 +673,11 @@ class Daemon:
             return
         self._awaiting_first_frame = (pending.profile.name, pending.requested_at)
         if isinstance(pending.prepared, PreparedStyle):
-            outputs = self._engine.apply_style(pending.prepared)  # re-warms from the recent input frames
+            # Re-warms from the recent camera frames, fitted to the new style's size.
+            outputs = self._engine.apply_style(pending.prepared, recent=list(self._recent_camera))
             self.profile = pending.profile
             if self.styles is not None:
-                self.styles.activated(pending.profile.name)
+                self.styles.activated(pending.profile, pending.prepared)
             for out in outputs:
                 self._deliver(out)
         else:

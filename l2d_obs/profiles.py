@@ -27,6 +27,12 @@ DEPTH_ESTIMATORS = ("dpt-hybrid", "depth-anything-small", "dpt", "tiny")  # "dpt
 # A base trained for the few-step schedule itself (e.g. by `l2d-obs train`) needs no LCM-LoRA.
 NO_LCM_LORA = "none"
 
+# Ranges the engine really takes (checked here, so `profiles check`, `start` and `switch` agree).
+MAX_SEED = 2**63 - 1  # torch generators take a signed 64-bit seed
+MAX_SIDE = 2048  # pixels; SD1.5's UNet at 2048x2048 already needs tens of GiB for the KV cache
+MAX_INFERENCE_STEPS = 50  # the LCM scheduler's original_inference_steps: a finer grid is refused by it
+MAX_WINDOW = 32  # the longest positional table of any model l2d-obs builds (Live2Diff's has 24)
+
 
 @dataclass(frozen=True)
 class LoraSpec:
@@ -230,8 +236,8 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
 
     t_index_list = data.get("t_index_list", list(Profile.t_index_list))
     num_steps = data.get("num_inference_steps", Profile.num_inference_steps)
-    if num_steps < 1:
-        raise _fail(path, "num_inference_steps", "must be >= 1")
+    if not 1 <= num_steps <= MAX_INFERENCE_STEPS:
+        raise _fail(path, "num_inference_steps", f"must be in 1..{MAX_INFERENCE_STEPS} (the LCM schedule's grid), got {num_steps}")
     if not t_index_list:
         raise _fail(path, "t_index_list", "is empty: give at least one denoising step index, e.g. [32, 45]")
     for i, idx in enumerate(t_index_list):
@@ -249,18 +255,26 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
     width = data.get("width", Profile.width)
     height = data.get("height", Profile.height)
     for name, value in (("width", width), ("height", height)):
-        if value < 8 or value % 8:
-            raise _fail(path, name, f"must be a positive multiple of 8 (the VAE works in 8x8 blocks), got {value}")
+        if not 8 <= value <= MAX_SIDE or value % 8:
+            raise _fail(path, name, f"must be a multiple of 8 in 8..{MAX_SIDE} (the VAE works in 8x8 blocks), got {value}")
 
     if "strength" in data:
         _check_strength(path, float(data["strength"]), t_index_list, num_steps)
 
     window = data.get("window", Profile.window)
     warmup = data.get("warmup", Profile.warmup)
+    if not 2 <= window <= MAX_WINDOW:
+        raise _fail(path, "window", f"must be in 2..{MAX_WINDOW} (and at most the motion modules' positions), got {window}")
     if warmup < 1:
         raise _fail(path, "warmup", f"must be >= 1, got {warmup}")
     if warmup >= window:
         raise _fail(path, "warmup", f"must be smaller than window ({window}), got {warmup}")
+
+    seed = data.get("seed", Profile.seed)
+    if not 0 <= seed <= MAX_SEED:
+        raise _fail(path, "seed", f"must be in 0..{MAX_SEED} (2**63-1), got {seed}")
+    if not 0 <= model.weights_seed <= MAX_SEED:
+        raise _fail(path, "model.weights_seed", f"must be in 0..{MAX_SEED} (2**63-1), got {model.weights_seed}")
 
     return Profile(
         name=data.get("name", default_name),
@@ -273,7 +287,7 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
         trigger_words=tuple(trigger_words),
         t_index_list=tuple(t_index_list),
         num_inference_steps=num_steps,
-        seed=data.get("seed", Profile.seed),
+        seed=seed,
         noise=noise,
         width=width,
         height=height,

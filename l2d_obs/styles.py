@@ -99,10 +99,15 @@ class StyleLibrary:
             self.preloaded.add(entry.profile.name)
             log.info("preloaded style %s", entry.profile.name)
 
-    def activated(self, name: str) -> None:
-        """Record the active style and drop what neither it nor a preload needs any more."""
+    def activated(self, profile: Profile, style: PreparedStyle) -> None:
+        """Record the active style and drop what neither it nor a preload needs any more. The active
+        entry is (re)registered here: a newer request may have evicted it while it waited to be
+        swapped in, and the library must always hold what is on screen."""
+        name = profile.name
         with self._lock:
             self.active = name
+            self._styles[name] = StyleEntry(profile, style)
+            self._components.setdefault(model_key(profile), style.components)
             keep = self.preloaded | {name}
             for style_name in [n for n in self._styles if n not in keep]:
                 del self._styles[style_name]

@@ -73,11 +73,14 @@ def check(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Profile files (default: every known profile).")] = None,
 ) -> None:
     """Validate profile files; exits non-zero if any is invalid."""
+    from ..weights import check_window_fits
+
     files = list(paths) if paths else list(available_profiles().values())
     bad = 0
     for file in files:
         try:
-            load_profile_file(file)
+            profile = load_profile_file(file)
+            check_window_fits(profile)  # against the motion modules, when their file is here
             typer.echo(f"ok: {file}")
         except L2DError as exc:
             bad += 1

@@ -200,17 +200,22 @@ class StreamEngine:
         """Prepare a style for this engine's device and precision (safe on another thread)."""
         return prepare_style(components, settings, self.device, self.dtype, name)
 
-    def apply_style(self, style: PreparedStyle) -> list[Frame]:
+    def apply_style(self, style: PreparedStyle, recent: list[Frame] | None = None) -> list[Frame]:
         """Switch to a prepared style between frames and re-warm the KV cache from the most recent
-        input frames. Returns the newest of those frames in the new style (so the output never goes
-        blank), or nothing if fewer frames than the new warmup have been seen yet."""
+        frames: ``recent`` (the caller's camera frames at any size; best, since nothing was lost to an
+        earlier resize) or else the frames this engine was fed. Each is fitted to the new style's
+        size, so a style at another resolution or aspect switches cleanly. Returns the newest of
+        those frames in the new style (so the output never goes blank), or nothing if fewer frames
+        than the new warmup have been seen yet."""
+        from ..imageops import fit
+
         started = time.perf_counter()
-        recent = list(self.recent_inputs)
+        frames = list(self.recent_inputs) if recent is None else list(recent)
         self._install(style)
         self.recent_inputs.clear()
         outputs: list[Frame] = []
-        for frame in recent[-self.settings.warmup :]:
-            outputs = self.push(frame)
+        for frame in frames[-self.settings.warmup :]:
+            outputs = self.push(frame.with_pixels(fit(frame.pixels, self.settings.width, self.settings.height)))
         self.stats.switches += 1
         self.stats.last_switch_ms = (time.perf_counter() - started) * 1000
         return outputs[-1:]

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .assemble import build_sd15_components, check_profile_files
+    from .assemble import build_sd15_components, check_profile_files, check_window_fits
 
-__all__ = ["build_sd15_components", "check_profile_files"]
+__all__ = ["build_sd15_components", "check_profile_files", "check_window_fits"]
 
 
 def __getattr__(name: str) -> Any:

@@ -109,6 +109,25 @@ def build_sd15_components(
     )
 
 
+def check_window_fits(profile: Profile) -> None:
+    """The profile's window against its motion modules' positional table, before anything loads:
+    a ProfileError naming file, field, value and range (silent when the length cannot be read cheaply)."""
+    from ..errors import ProfileError
+    from .motion import motion_positions
+
+    if profile.model.kind != "sd15":
+        return
+    try:
+        motion_file = resolve_all(profile)["motion"]
+    except L2DError:
+        return  # missing files are reported by check_profile_files
+    positions = motion_positions(motion_file)
+    if positions is not None and profile.window > positions:
+        where = profile.source_path or profile.name
+        raise ProfileError(f"{where}: field 'window': {profile.window} is longer than the {positions} positions the "
+                           f"motion modules in {motion_file.name} know; use 2..{positions}")
+
+
 def check_profile_files(profile: Profile) -> list[str]:
     """One line per problem with the files a profile needs (for ``doctor``); empty when all are there."""
     problems: list[str] = []

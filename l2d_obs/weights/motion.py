@@ -251,3 +251,20 @@ def new_motion_unet(unet2d: "UNet2DConditionModel", num_heads: int, max_seq_leng
             if ".motion_modules." in name and ".proj_out." in name and ".transformer_blocks." not in name:
                 param.zero_()
     return model
+
+
+def motion_positions(path: Path) -> int | None:
+    """Length of the positional tables in a motion checkpoint, read from a safetensors header alone
+    (no tensor is loaded); None for pickle checkpoints, whose tables are known only once loaded."""
+    from safetensors import SafetensorError, safe_open
+
+    if Path(path).suffix.lower() != ".safetensors":
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                if key.endswith("pos_encoder.pe") or key.endswith("pos_embed.pe"):
+                    return int(f.get_slice(key).get_shape()[1])
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return None  # a broken file is reported by the loader, with its own message
+    return None

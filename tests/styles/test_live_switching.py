@@ -30,6 +30,9 @@ def styles(tmp_path, monkeypatch):
     folder.mkdir()
     _write_profile(folder, "ink", seed=3, weights_seed=0, prompt="ink on paper")  # same model as tiny
     _write_profile(folder, "neon", seed=5, weights_seed=7, prompt="neon glow")  # another model
+    # The tiny model at another resolution and aspect (16:9-ish, and taller than wide).
+    (folder / "wide.toml").write_text(TINY.replace("width = 64", "width = 112").replace("height = 64", "height = 64"))
+    (folder / "tall.toml").write_text(TINY.replace("width = 64", "width = 48").replace("height = 64", "height = 80"))
     (folder / "broken.toml").write_text("brightness = 3\n" + TINY)
     (folder / "absent.toml").write_text(TINY.replace('kind = "tiny"', 'kind = "sd15"\nbase = "missing-model.safetensors"'))
     monkeypatch.setenv("L2D_PROFILES_DIR", str(folder))
@@ -112,5 +115,43 @@ def test_twenty_rapid_switches_end_on_the_last_request_with_bounded_memory(style
         assert held["models"] <= 2 and held["styles"] <= 2 and held["preloaded"] == ["ink"]
         growth = process.memory_info().rss - rss_before
         assert growth < 150 * 2**20, f"RSS grew {growth / 2**20:.0f} MiB over 20 switches"
+    finally:
+        _stop(daemon, thread, result)
+
+
+def _engine_sizes_over(daemon, seconds: float) -> set[tuple[int, int]]:
+    import time
+
+    seen, end = set(), time.monotonic() + seconds
+    while time.monotonic() < end:
+        seen.add((daemon._engine.width, daemon._engine.height))
+        time.sleep(0.02)
+    return seen
+
+
+@pytest.mark.parametrize("order", [("wide", "tall", "tiny"), ("tall", "wide", "tiny")])
+def test_switching_between_resolutions_and_aspects_keeps_streaming(styles, order):
+    """Each switch to a style at another size re-warms from the camera frames fitted to the new size:
+    the daemon keeps running, the engine runs at the new size, the output keeps its size and pace."""
+    daemon, rec, thread, result = _start()
+    sizes = {"tiny": (64, 64), "wide": (112, 64), "tall": (48, 80)}
+    try:
+        for name in order:
+            start_at = rec.records[-1][0]
+            daemon.request_switch(name)
+            assert wait_until(lambda: daemon.status()["switch"].get("state") in ("active", "failed") or not thread.is_alive(), 120)
+            assert thread.is_alive(), result
+            st = daemon.status()
+            assert st["switch"]["state"] == "active", st["switch"]
+            assert (daemon._engine.width, daemon._engine.height) == sizes[name]
+            n = len(rec.records)
+            assert wait_until(lambda: len(rec.records) > n + 8, 60), "no frames after the switch"
+            window = [(t, f) for t, f in rec.records if t >= start_at]
+            gaps_ms = np.diff([t for t, _ in window]) * 1000
+            assert gaps_ms.max() < max(st["switch"]["latency_ms"], 200), (name, gaps_ms.max())
+            assert all(f.pixels.shape == (60, 80, 3) and f.pixels.std() > 1.0 for _, f in window)
+            # The style library always holds the style on screen.
+            assert daemon.status()["styles"]["styles"] >= 1 and daemon.status()["styles"]["active"] == name
+        assert _engine_sizes_over(daemon, 0.3) == {sizes[order[-1]]}
     finally:
         _stop(daemon, thread, result)
