@@ -79,6 +79,9 @@ class DaemonConfig:
     preload: tuple[str, ...] = ()  # profiles prepared at start so switching to them is fast
     # Switch styles on OBS events (scene changes, source visibility, custom events); None: off.
     obs_events: tuple[OBSSettings, SwitchRules] | None = None
+    # The command line's --device/--dtype: they win over a style's [engine] table on a switch too.
+    device: str | None = None
+    dtype: str | None = None
 
 
 class RateMeter:
@@ -624,9 +627,16 @@ class Daemon:
         engine = self._engine
         if not hasattr(engine, "apply_style"):
             return
-        self.styles = StyleLibrary(engine.device, engine.dtype)
+        self.styles = StyleLibrary(engine.device, engine.dtype, placement=self._style_placement)
         self.styles.adopt(self.profile, engine.style)
         self.styles.preload(list(self.config.preload))
+
+    def _style_placement(self, profile: Profile):
+        """Device and precision for a style: the command line's, else the profile's [engine] table,
+        else the best the machine has - the same rule as at start."""
+        from .engine.factory import resolve_device_and_dtype
+
+        return resolve_device_and_dtype(profile, self.config.device, self.config.dtype)
 
     def _start_event_switching(self) -> None:
         if self.config.obs_events is None:

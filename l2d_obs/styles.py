@@ -24,9 +24,9 @@ from .profiles import Profile, load_profile
 log = logging.getLogger(__name__)
 
 
-def model_key(profile: Profile) -> tuple:
-    """Profiles with equal keys can share one set of loaded components."""
-    return (profile.model, profile.depth)  # frozen dataclasses: every field counts
+def model_key(profile: Profile, device: torch.device | None = None, dtype: torch.dtype | None = None) -> tuple:
+    """Profiles with equal keys can share one set of loaded components (on one device, in one precision)."""
+    return (profile.model, profile.depth, str(device), str(dtype))  # frozen dataclasses: every field counts
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class StyleLibrary:
         dtype: torch.dtype,
         components_factory: Callable[[Profile, torch.device, torch.dtype], Live2DiffComponents] | None = None,
         profile_loader: Callable[[str], Profile] = load_profile,
+        placement: Callable[[Profile], tuple[torch.device, torch.dtype]] | None = None,
     ) -> None:
         if components_factory is None:
             from .engine.factory import build_components
@@ -49,6 +50,9 @@ class StyleLibrary:
             components_factory = build_components
         self.device = device
         self.dtype = dtype
+        # Where a profile runs: the command line's choice if any, else its [engine] table, else the
+        # running engine's (see daemon.style_placement); by default, always the running engine's.
+        self._placement = placement or (lambda profile: (self.device, self.dtype))
         self._components_factory = components_factory
         self._load_profile = profile_loader
         self._lock = threading.Lock()
@@ -57,13 +61,13 @@ class StyleLibrary:
         self.preloaded: set[str] = set()
         self.active: str | None = None
 
-    def _components_for(self, profile: Profile) -> Live2DiffComponents:
-        key = model_key(profile)
+    def _components_for(self, profile: Profile, device: torch.device, dtype: torch.dtype) -> Live2DiffComponents:
+        key = model_key(profile, device, dtype)
         with self._lock:
             found = self._components.get(key)
         if found is not None:
             return found
-        components = self._components_factory(profile, self.device, self.dtype)  # slow: outside the lock
+        components = self._components_factory(profile, device, dtype)  # slow: outside the lock
         with self._lock:
             return self._components.setdefault(key, components)
 
@@ -79,8 +83,9 @@ class StyleLibrary:
             cached = self._styles.get(profile.name)
         if cached is not None and cached.profile == profile:
             return cached
-        components = self._components_for(profile)
-        style = prepare_style(components, EngineSettings.from_profile(profile), self.device, self.dtype, profile.name)
+        device, dtype = self._placement(profile)
+        components = self._components_for(profile, device, dtype)
+        style = prepare_style(components, EngineSettings.from_profile(profile), device, dtype, profile.name)
         entry = StyleEntry(profile, style)
         with self._lock:
             self._styles[profile.name] = entry
@@ -89,7 +94,7 @@ class StyleLibrary:
     def adopt(self, profile: Profile, style: PreparedStyle) -> None:
         """Register the style an engine was built with, so switching back to it reuses its parts."""
         with self._lock:
-            self._components.setdefault(model_key(profile), style.components)
+            self._components.setdefault(model_key(profile, style.device, style.dtype), style.components)
             self._styles[profile.name] = StyleEntry(profile, style)
             self.active = profile.name
 
@@ -107,11 +112,11 @@ class StyleLibrary:
         with self._lock:
             self.active = name
             self._styles[name] = StyleEntry(profile, style)
-            self._components.setdefault(model_key(profile), style.components)
+            self._components.setdefault(model_key(profile, style.device, style.dtype), style.components)
             keep = self.preloaded | {name}
             for style_name in [n for n in self._styles if n not in keep]:
                 del self._styles[style_name]
-            used = {model_key(e.profile) for e in self._styles.values()}
+            used = {model_key(e.profile, e.style.device, e.style.dtype) for e in self._styles.values()}
             for key in [k for k in self._components if k not in used]:
                 del self._components[key]
 

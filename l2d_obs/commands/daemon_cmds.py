@@ -145,7 +145,7 @@ def _build_daemon(settings, profile, source, output, frames, size, fps, wait, de
     daemon = Daemon(prof, src, sinks, default_engine_factory(device, dtype, progress=board.update), DaemonConfig(
         obs_events=(settings.obs, rules) if obs_events else None,
         max_frames=frames, output_size=_size(size, "--size"), wait=wait, control_port=settings.control_port,
-        preload=tuple(name.strip() for name in (preload or "").split(",") if name.strip()),
+        preload=tuple(name.strip() for name in (preload or "").split(",") if name.strip()), device=device, dtype=dtype,
     ), progress=board)
     logging.getLogger("l2d_obs.daemon").setLevel(min(logging.INFO, logging.getLogger().level or logging.INFO))
     return daemon

@@ -99,6 +99,8 @@ class PreparedStyle:
     components: Live2DiffComponents
     prompt_embeds: torch.Tensor
     schedule: LCMSchedule
+    device: torch.device = torch.device("cpu")  # where its components live: the engine runs there
+    dtype: torch.dtype = torch.float32
 
 
 def place_components(components: Live2DiffComponents, device: torch.device, dtype: torch.dtype) -> None:
@@ -154,7 +156,8 @@ def prepare_style(
     # A private scheduler instance: set_timesteps mutates it, and styles may share components.
     scheduler = type(components.scheduler).from_config(components.scheduler.config)
     schedule = LCMSchedule.from_scheduler(scheduler, settings.t_index_list, settings.num_inference_steps).to(device)
-    return PreparedStyle(name, settings, components, encode_prompt(components, settings.prompt, device), schedule)
+    return PreparedStyle(name, settings, components, encode_prompt(components, settings.prompt, device), schedule,
+                         device, dtype)
 
 
 class StreamEngine:
@@ -180,6 +183,7 @@ class StreamEngine:
         if self._hook is not None:
             self._hook.remove()
         self.style = style
+        self.device, self.dtype = style.device, style.dtype  # a style may run elsewhere (its [engine] table)
         self.settings = style.settings
         self.components = c
         self.use_depth = c.depth_encoder is not None and c.depth_estimator is not None

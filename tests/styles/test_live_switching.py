@@ -155,3 +155,25 @@ def test_switching_between_resolutions_and_aspects_keeps_streaming(styles, order
         assert _engine_sizes_over(daemon, 0.3) == {sizes[order[-1]]}
     finally:
         _stop(daemon, thread, result)
+
+
+def test_a_styles_engine_table_is_honoured_on_a_switch(styles):
+    """[engine] dtype/device in the profile switched to decides where and how the new style runs."""
+    import torch
+
+    (styles / "half.toml").write_text(TINY + '\n[engine]\ndtype = "bf16"\n')
+    daemon, rec, thread, result = _start()
+    try:
+        assert daemon._engine.dtype == torch.float32
+        daemon.request_switch("half")
+        assert wait_until(lambda: daemon.status()["switch"].get("state") in ("active", "failed"), 120)
+        assert daemon.status()["switch"]["state"] == "active", daemon.status()["switch"]
+        assert daemon._engine.dtype == torch.bfloat16
+        assert next(daemon._engine.components.unet.parameters()).dtype == torch.bfloat16
+        n = len(rec.records)
+        assert wait_until(lambda: len(rec.records) > n + 5, 60)
+        daemon.request_switch("tiny")  # and back: the active style's own table (none: fp32 on a CPU)
+        assert wait_until(lambda: daemon.status()["switch"] == {**daemon.status()["switch"], "profile": "tiny", "state": "active"}, 120)
+        assert daemon._engine.dtype == torch.float32
+    finally:
+        _stop(daemon, thread, result)
