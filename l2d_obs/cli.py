@@ -50,6 +50,25 @@ def setup_logging(verbose: int) -> None:
     for noisy in ("diffusers", "transformers", "urllib3", "httpx", "httpx2", "obswebsocket", "websocket", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
     quiet_opencv(verbose)
+    if verbose < 2:
+        quiet_model_loading()
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *starts: str) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.starts)
+
+
+def quiet_model_loading() -> None:
+    """diffusers warns on every ``.to(dtype)`` that "There are modules ... that should be kept in
+    float32: []" - an empty list, nothing to do - in the middle of the start-up progress; -vv keeps it.
+    (transformers' per-model loading bars are switched off where models load: weights/quiet.py.)"""
+    for name in ("diffusers.models.modeling_utils", "diffusers.models.model_loading_utils"):
+        logging.getLogger(name).addFilter(_DropMessages("There are modules in"))
 
 
 def quiet_opencv(verbose: int) -> None:

@@ -1,14 +1,33 @@
-"""`l2d-obs doctor`: one row per thing a real run needs, each saying what to do when it is missing."""
+"""`l2d-obs doctor`: one row per thing a real run needs, each saying what to do when it is missing.
+
+Hints are given once per row (one download command for all of a profile's missing files) and name
+only commands and options that exist; the messages other modules write for `start` are reworded
+where they would point at an option doctor does not have.
+"""
 
 from __future__ import annotations
 
 import glob
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import load_settings
 from .errors import L2DError
+
+
+# Messages written for `start` name its options bare; in doctor's rows they get their command.
+_START_OPTIONS = (
+    ("or pass --wait", "or let 'l2d-obs start --wait' wait for it"),
+    ("with --output obs", "with 'l2d-obs start --output obs'"),
+)
+
+
+def _for_doctor(message: str) -> str:
+    for bare, named in _START_OPTIONS:
+        message = message.replace(bare, named)
+    return message
 
 
 @dataclass(frozen=True)
@@ -48,7 +67,7 @@ def check_virtual_camera(system: str | None = None, sys_root: Path = Path("/sys/
             loopbacks.append(f"/dev/{Path(dev).name} ({name})")
     if loopbacks:
         return Check("virtual camera", True, ", ".join(loopbacks))
-    return Check("virtual camera", False, install_hint("Linux"))
+    return Check("virtual camera", False, _for_doctor(install_hint("Linux")))
 
 
 def check_obs() -> Check:
@@ -63,7 +82,28 @@ def check_obs() -> Check:
             v = client.request("GetVersion")
         return Check("OBS", True, f"OBS {v.get('obsVersion')} / obs-websocket {v.get('obsWebSocketVersion')} at {settings.address}")
     except L2DError as exc:
-        return Check("OBS", False, str(exc))
+        return Check("OBS", False, _for_doctor(str(exc)))
+
+
+# What weights.store says of a file that is not downloaded: "FIELD (SOURCE) is not downloaded: WHERE is
+# missing; run 'COMMAND' (needs internet once)".
+_NOT_DOWNLOADED = re.compile(r"^(?P<what>\S+ \(.+?\)) is not downloaded: .*; (?P<hint>run '[^']+' \(needs internet once\))$")
+
+
+def _once(problems: list[str]) -> str:
+    """The problems of one profile in one row: the missing downloads listed together with their one
+    command, the other problems as they are."""
+    missing, hints, others = [], [], []
+    for problem in problems:
+        found = _NOT_DOWNLOADED.match(problem)
+        if found is None:
+            others.append(problem)
+            continue
+        missing.append(found["what"])
+        if found["hint"] not in hints:
+            hints.append(found["hint"])
+    parts = others + ([f"not downloaded: {', '.join(missing)}; {'; '.join(hints)}"] if missing else [])
+    return "; ".join(parts)
 
 
 def check_models(profile_name: str) -> Check | None:
@@ -81,7 +121,7 @@ def check_models(profile_name: str) -> Check | None:
         return Check(f"model files ({profile_name})", False, str(exc))
     problems = [str(p) for p in result] if isinstance(result, (list, tuple)) else []
     if problems:
-        return Check(f"model files ({profile_name})", False, "; ".join(problems))
+        return Check(f"model files ({profile_name})", False, _once(problems))
     return Check(f"model files ({profile_name})", True, "all present")
 
 

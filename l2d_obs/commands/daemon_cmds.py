@@ -15,6 +15,7 @@ import typer
 
 from ..cli import app
 from ..config import load_settings
+from ..dtypes import DTYPE_HELP, parse_dtype
 from ..errors import ConfigError, ControlError, L2DError
 
 log = logging.getLogger("l2d_obs.daemon")
@@ -40,7 +41,7 @@ def start(
     wait: Annotated[bool, typer.Option("--wait", help="Wait (with backoff) for OBS or the camera instead of failing.")] = False,
     control_port: Annotated[Optional[int], typer.Option("--control-port", help="Port of the local control API (default 47811; 0 = any free port).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="Torch device for the engine (cuda, mps, cpu).")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="Engine precision (float16, float32).")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help=f"Engine precision: {DTYPE_HELP}; default: fp16 on GPU, fp32 on CPU.")] = None,
     obs_scene: Annotated[Optional[str], typer.Option("--obs-scene", help="Scene for the obs output's Media Source (default: current program scene).")] = None,
     obs_input: Annotated[str, typer.Option("--obs-input", help="Name of the Media Source the obs output manages.")] = "l2d-obs output",
     obs_return_port: Annotated[int, typer.Option("--obs-return-port", help="Local TCP port OBS reads the output from (0 = any free port).")] = 0,
@@ -58,6 +59,7 @@ def start(
     # Until the daemon runs nothing is open (no OBS connection, no output file), so a signal here just
     # ends the process at once - even in the middle of importing torch, which takes seconds.
     previous = {s: signal.signal(s, _exit_at_once) for s in (signal.SIGINT, signal.SIGTERM)}
+    dtype = parse_dtype(dtype)  # a typo fails here, before the lock is taken
     settings = load_settings(control_port=control_port)
     from ..control.instance import InstanceLock
 

@@ -66,7 +66,11 @@ def load_depth_estimator(folder: Path) -> TransformersDepthEstimator:
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
     try:
         # transformers knows this family's historical key names; we only insist nothing is left random.
-        model, info = classes[model_type].from_pretrained(str(folder), config=config, local_files_only=True, output_loading_info=True)
+        from .quiet import no_loading_bars
+
+        with no_loading_bars():
+            model, info = classes[model_type].from_pretrained(str(folder), config=config, local_files_only=True,
+                                                              output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{folder}: depth model cannot be loaded: {exc}") from None
     problems = []

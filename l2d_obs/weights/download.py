@@ -3,8 +3,9 @@
 Nothing here runs unless a user asks for a download (``l2d-obs models download``); loading never
 downloads. Offline mode (``HF_HUB_OFFLINE=1`` or ``L2D_OFFLINE=1``) refuses before any connection.
 Every failure is one L2DError line saying which it was and what to do (``network.py``); retries are
-bounded. A partial file is never the final one: huggingface_hub keeps ``*.incomplete`` and civitai
-downloads ``*.part`` until complete, and the next run resumes either.
+bounded. A partial file is never the final one: huggingface_hub writes ``*.incomplete`` (resumed within
+a run, removed after a failure by huggingface_hub 2.x) and civitai downloads go to ``*.part``, which
+every retry and the next run resume.
 The civitai token is read from ``$CIVITAI_TOKEN`` and only ever sent in a header, never logged.
 """
 

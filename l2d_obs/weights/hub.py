@@ -1,6 +1,7 @@
 """Hugging Face hub downloads: a repository's files and sizes in one API request (bounded retries; it is
-also the check that the hub answers and has the repository), then huggingface_hub's own transfer, which
-resumes a partial file and draws a byte progress bar on a terminal. Failures are one line each.
+also the check that the hub answers and has the repository), then huggingface_hub's own transfer: a byte
+progress bar on a terminal, a few resumes when the connection breaks off, and a ``*.incomplete`` blob
+that becomes the cached file only when complete. Failures are one line each.
 
 huggingface_hub gives its logger a stderr handler of its own and lets records reach the root handler
 too, so every warning printed twice; ``_hub`` drops that handler once: our logging prints them once.
@@ -21,8 +22,6 @@ from .network import Trouble
 from .sources import HfSource
 from .store import hf_cache_dir
 
-log = logging.getLogger(__name__)
-
 
 def _hub() -> ModuleType:
     import huggingface_hub
@@ -36,7 +35,10 @@ def _hub() -> ModuleType:
 
 def endpoint() -> str:
     """The hub's address: https://huggingface.co, or $HF_ENDPOINT (as huggingface_hub read it)."""
-    return _hub().constants.ENDPOINT
+    _hub()
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
 
 
 def _where() -> str:
@@ -110,7 +112,7 @@ def cached_file(source: HfSource, filename: str) -> Path | None:
 
 
 def download(source: HfSource, filename: str, command: str) -> Path:
-    """One file into the cache (huggingface_hub resumes a partial one: ``blobs/*.incomplete`` until done)."""
+    """One file into the cache (``blobs/*.incomplete`` until it is complete)."""
     hub = _hub()
     timeout = network.timeout_s()
     try:

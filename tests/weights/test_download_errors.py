@@ -223,7 +223,6 @@ def test_a_broken_off_transfer_leaves_no_file_and_the_next_run_completes(netprob
     error = the_error(result, seconds)
     assert "model.safetensors" in error and "run 'l2d-obs models download --profile netprobe' again" in error
     assert final_files(netprobe) == []  # no final file, no partial one
-    print(FakeHub.ranges)
 
     FakeHub.mode, FakeHub.ranges = "ok", []
     result, _ = download(fake_hub, tmp_path)
