@@ -114,7 +114,7 @@ def request_switch(profile):
     try:
         _call("POST", "/switch", {"profile": profile}, endpoint)
         _state["current"] = profile
-        return "switching to " + profile
+        return "switching to " + profile + _not_ready_yet(endpoint)
     except urllib.error.HTTPError as exc:
         try:
             reason = json.loads(exc.read().decode("utf-8")).get("error", exc.reason)
@@ -123,6 +123,21 @@ def request_switch(profile):
         return "daemon refused {}: {}".format(profile, reason)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return "cannot reach the l2d-obs daemon at {}: {}".format(endpoint[0], exc)
+
+
+def _not_ready_yet(endpoint):
+    """' (...)' when the daemon is still starting: the switch is queued and follows once it runs."""
+    try:
+        st = _call("GET", "/status", None, endpoint)
+    except (OSError, ValueError, KeyError, urllib.error.URLError):
+        return ""
+    phase = st.get("phase")
+    if phase not in ("starting", "loading", "warming"):
+        return ""
+    loading = st.get("loading") or {}
+    detail = "{} {:.0%}".format(loading.get("step", ""), float(loading.get("progress") or 0)).strip()
+    doing = "loading {} ({})".format(st.get("profile"), detail) if phase != "warming" else "warming up"
+    return " once the daemon is ready (it is {})".format(doing)
 
 
 def _run_async(work):

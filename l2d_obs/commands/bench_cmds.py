@@ -11,6 +11,7 @@ import typer
 from ..cli import app
 from ..dtypes import DTYPE_HELP, parse_dtype
 from ..errors import ConfigError
+from ..threads import default_threads
 
 
 @app.command()
@@ -31,7 +32,7 @@ def bench(
     source_fps: Annotated[float, typer.Option("--source-fps", help="Pattern source rate in the daemon run (0: max(30, 1.5x the engine-only rate)).")] = 0.0,
     soak_frames: Annotated[Optional[int], typer.Option("--soak-frames", help="Frames in the soak (default 5000, quick 200).")] = None,
     parts: Annotated[str, typer.Option("--parts", help="Comma-separated: engine, daemon, soak.")] = "engine,daemon,soak",
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0: torch's default). On a shared machine 1 is steadier.")] = 0,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0: 1 on a machine with up to 2 cores, else all cores but one).")] = 0,
     sdpa: Annotated[bool, typer.Option("--sdpa/--no-sdpa", help="SDPA attention in the spatial attentions.")] = True,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="channels-last memory format (default: on with CUDA).")] = None,
     compile_unet: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the UNets (default: on with CUDA).")] = None,
@@ -73,7 +74,7 @@ def bench(
             soak_frames=soak_frames if soak_frames is not None else (200 if quick else 5000),
             parts=tuple(p.strip() for p in parts.split(",") if p.strip()),
             accel=accel,
-            threads=threads,
+            threads=threads or default_threads(),
             warm_pass=not quick,
         )
     except ValueError as exc:

@@ -35,7 +35,7 @@ def start(
     profile: Annotated[str, typer.Option("--profile", "-p", help="Style profile name or .toml path.")] = "toon",
     source: Annotated[str, typer.Option("--source", "-s", help="obs:NAME, device:N, /dev/videoN, file:PATH or pattern.")] = "device:0",
     output: Annotated[Optional[list[str]], typer.Option("--output", "-o", help="vcam[:DEVICE], obs[:SCENE], mjpeg[:PORT], file:PATH, null. Repeat for several.")] = None,
-    frames: Annotated[Optional[int], typer.Option("--frames", help="Stop after this many output frames.")] = None,
+    frames: Annotated[Optional[int], typer.Option("--frames", help="Stop after this many styled frames (a file output records each once, so it holds this many).")] = None,
     size: Annotated[Optional[str], typer.Option("--size", help="Output size WxH (default: the source's size).")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Capture rate for obs: and pattern sources.")] = 30.0,
     wait: Annotated[bool, typer.Option("--wait", help="Wait (with backoff) for OBS or the camera instead of failing.")] = False,

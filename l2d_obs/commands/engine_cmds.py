@@ -21,7 +21,7 @@ def render(
     device: Annotated[Optional[str], typer.Option("--device", help="cuda, mps or cpu (default: best available).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help=f"{DTYPE_HELP}; default: fp16 on GPU, fp32 on CPU.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (1 is fastest on a busy 2-core machine; default: torch's).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (default: 1 on a machine with up to 2 cores, else all cores but one).")] = None,
 ) -> None:
     """Translate a video offline with a profile; output keeps the input's frame count, size and rate."""
     dtype = parse_dtype(dtype)
@@ -32,10 +32,9 @@ def render(
     from ..render import render as render_clip
 
     prof = load_profile(profile)
-    if threads is not None:
-        import torch
+    from ..threads import apply_threads
 
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     overrides = {} if seed is None else {"seed": seed}
     bars: list = []  # created at the first finished frame, so errors are not preceded by an empty bar
 

@@ -20,7 +20,7 @@ def eval_(
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of per-frame warp error per variant here.")] = None,
     frames: Annotated[Optional[int], typer.Option("--frames", help="Use the first N frames of each clip.")] = None,
     clip: Annotated[Optional[Path], typer.Option("--clip", envvar="L2D_CLIP_MODEL", show_envvar=True, help="Local transformers CLIPModel folder for CLIP scores (e.g. from `hf download openai/clip-vit-base-patch32`).")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (1 is steadiest on a busy machine; default: torch's).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (default: 1 on a machine with up to 2 cores, else all cores but one).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="cuda, mps or cpu (default: best available).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help=f"{DTYPE_HELP}; default: fp16 on GPU, fp32 on CPU.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
@@ -34,10 +34,9 @@ def eval_(
         check_variant(v)
     check_output_path(json_path, "--json")
     check_output_path(plot_path, "--plot")
-    if threads is not None:
-        import torch
+    from ..threads import apply_threads
 
-        torch.set_num_threads(threads)
+    apply_threads(threads)
 
     def progress(message: str) -> None:
         if not quiet:
