@@ -13,6 +13,7 @@ import numpy as np
 from .data import image_pool, photo_clip, procedural_scene
 
 HELDOUT_SEED = 424242
+CAMERA_NOISE_STD = 4.0  # 8-bit levels: a webcam in ordinary room light
 
 
 def heldout_clips(frames: int = 24, size: int = 128) -> dict[str, np.ndarray]:
@@ -26,3 +27,11 @@ def heldout_clips(frames: int = 24, size: int = 128) -> dict[str, np.ndarray]:
     coffee = image_pool("heldout")[0]
     out[coffee.name] = photo_clip(np.random.default_rng([HELDOUT_SEED, 7]), coffee, (size, size), frames).frames
     return out
+
+
+def with_camera_noise(frames: np.ndarray, std: float = CAMERA_NOISE_STD, seed: int = HELDOUT_SEED + 1) -> np.ndarray:
+    """The clip as a real camera delivers it: new sensor noise in every frame (Gaussian, ``std``
+    8-bit levels, from a seed training never uses), quantised to 8 bits."""
+    rng = np.random.default_rng(seed)
+    noisy = frames.astype(np.float32) + rng.normal(0.0, std, frames.shape).astype(np.float32)
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
