@@ -36,6 +36,7 @@ _state = {
     "address": "",
     "token": "",
     "last_result": "",
+    "refused": {},  # style -> the daemon's last refusal, logged once
 }
 
 
@@ -159,12 +160,29 @@ def step(offset):
     if not profiles:
         return
 
-    def work():
-        current = active_profile()
-        index = profiles.index(current) if current in profiles else (-1 if offset > 0 else 0)
-        return request_switch(profiles[(index + offset) % len(profiles)])
+    _run_async(lambda: step_now(profiles, offset))
 
-    _run_async(work)
+
+def step_now(profiles, offset):
+    """Switch to the next style the daemon accepts, skipping (and saying once why) those it refuses,
+    e.g. a style whose weights are not downloaded; a press never gets stuck on one."""
+    current = active_profile()
+    index = profiles.index(current) if current in profiles else (-1 if offset > 0 else 0)
+    skipped = []
+    for k in range(1, len(profiles) + 1):
+        candidate = profiles[(index + k * offset) % len(profiles)]
+        if candidate == current:
+            break
+        result = request_switch(candidate)
+        if not result.startswith("daemon refused "):
+            if skipped:
+                result += " (skipped " + ", ".join(skipped) + ")"
+            return result
+        skipped.append(candidate)
+        if _state["refused"].get(candidate) != result:  # say why once, not at every press
+            _state["refused"][candidate] = result
+            _log(obs.LOG_WARNING, result)
+    return "no other style is usable now ({} refused); see the script log".format(", ".join(skipped) or "none")
 
 
 def _make_callback(profile):

@@ -52,3 +52,44 @@ def test_a_switch_during_loading_says_it_waits_for_the_daemon(tmp_path, monkeypa
             assert daemon.switched == ["B"]
         finally:
             server.close()
+
+
+class RefusingDaemon(LoadingDaemon):
+    """Running; refuses styles whose weights are missing, like the real daemon does."""
+
+    def __init__(self, refused: set[str]) -> None:
+        super().__init__("running")
+        self.refused, self.profile = refused, "A"
+
+    def status(self) -> dict:
+        return {"profile": self.profile, "phase": "running", "loading": None}
+
+    def request_switch(self, name: str) -> dict:
+        from l2d_obs.errors import MissingWeightsError
+
+        if name in self.refused:
+            raise MissingWeightsError(f"{name} needs weights: run l2d-obs models download --profile {name}")
+        self.profile = name
+        return super().request_switch(name)
+
+
+def test_next_style_skips_refused_styles_and_says_why_once(tmp_path, monkeypatch):
+    plugin = load_plugin(monkeypatch)
+    logged = []
+    plugin.obs.script_log = lambda level, message: logged.append(message)
+    daemon = RefusingDaemon({"missing", "absent"})
+    server = ControlServer(daemon, port=0, path=tmp_path / "control.json")
+    server.start()
+    try:
+        plugin._state["control_file"] = str(server.path)
+        styles = ["A", "missing", "absent", "B"]
+        assert plugin.step_now(styles, +1) == "switching to B (skipped missing, absent)"
+        assert daemon.profile == "B"
+        assert plugin.step_now(styles, -1) == "switching to A (skipped absent, missing)"
+        assert plugin.step_now(styles, +1) == "switching to B (skipped missing, absent)"
+        reasons = [m for m in logged if "refused" in m]
+        assert len(reasons) == 2 and any("models download --profile missing" in m for m in reasons), logged
+        daemon.refused |= {"A", "B"}
+        assert plugin.step_now(styles, +1).startswith("no other style is usable now")
+    finally:
+        server.close()
