@@ -99,6 +99,7 @@ def _register_commands() -> None:
     from .commands import bench_cmds  # noqa: F401
     from .commands import train_cmds  # noqa: F401
     from .commands import eval_cmds  # noqa: F401
+    from .commands import plugin_cmds  # noqa: F401
 
 
 def _click_exceptions() -> ModuleType:
