@@ -138,7 +138,6 @@ class Trainer:
         log.info("latent scaling factor %.4f", m.latent_scale)
 
     def _start(self, resume: bool) -> None:
-        cfg = self.config
         check_output_writable(self.output)
         existing = latest_checkpoint(self.output)
         if existing is not None and not resume:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from l2d_obs.config import OBSSettings, Secret
-from l2d_obs.daemon import Daemon, DaemonConfig
+from l2d_obs.daemon import Daemon
 from l2d_obs.errors import OBSConnectionError, SourceError
 from l2d_obs.frames import Frame
 from l2d_obs.obsclient import OBSClient, OBSRequestError
@@ -134,7 +134,6 @@ def test_publish_to_visible_latency_at_30fps(obs, record_property):
     sink = OBSReturnSink(settings_for(obs), scene="lat-out", input_name="lat-media")
     d = Daemon(tiny(), OBSSource("lat-cam", settings_for(obs), fps=30), [sink, log], PassThroughEngine)
     thread, result = run_in_thread(d.run)
-    changes: list[tuple[float, int]] = []
     seen: list[tuple[float, int | None]] = []
     stop = threading.Event()
 

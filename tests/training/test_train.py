@@ -3,7 +3,6 @@ the export loads through the project's own loaders, and bad input fails in one l
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
