@@ -71,6 +71,14 @@ def build_sd15_components(
             "use live2diff.ckpt or set [depth] enabled = false"
         )
 
+    if motion.unet2d_state and paths["base"].is_dir():
+        # A whole-UNet motion file over a plain (diffusers-folder) base: its 2D weights replace the
+        # base's, as the official loader's strict=False load does, before any LoRA is fused. Over a
+        # single-file (DreamBooth) base the base's own 2D weights win, as they do there too.
+        from .motion import load_unet2d_keys
+
+        load_unet2d_keys(base.unet, motion)
+
     loras: list[tuple[LoraFile, float]] = []
     if "lcm_lora" in paths:  # absent for a base trained for few-step sampling (lcm_lora = "none")
         loras.append((parse_lora(read_state_dict(paths["lcm_lora"]), paths["lcm_lora"]), profile.model.lcm_lora_scale))
