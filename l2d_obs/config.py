@@ -4,18 +4,26 @@ OBS connection details (host, port, password) come only from the environment (``
 ``L2D_OBS_PORT``, ``L2D_OBS_PASSWORD``) or the config file (``$L2D_CONFIG`` or
 ``~/.config/l2d-obs/config.toml``, section ``[obs]``) — never from argv, where any user on the machine
 could read them in ``ps``. The password is kept in a ``Secret`` whose repr/str hide it, so it cannot
-leak into a log line or status output by accident.
+leak into a log line or status output by accident. A config file that holds a secret (``obs.password``)
+while its mode lets the group or others in (``st_mode & 0o077``) draws one WARNING naming the file and
+``chmod 600 FILE``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shlex
+import stat
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_OBS_PORT = 4455
 DEFAULT_CONTROL_PORT = 47811
@@ -100,6 +108,31 @@ _FILE_KEYS = {
 }
 
 
+_SECRETS = {("obs", "password"): "OBS password"}  # config keys that hold secrets -> their name in words
+_warned_lock = threading.Lock()
+_warned: set[tuple[str, int]] = set()  # (file, mode) already warned about in this process
+
+
+def _warn_if_readable(path: Path, data: dict[str, Any]) -> None:
+    """One WARNING when ``path`` holds a secret and its group or others may read or change it."""
+    secrets = [words for (sec, key), words in _SECRETS.items() if data.get(sec, {}).get(key)]
+    if not secrets or os.name == "nt":
+        return
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if not mode & 0o077:
+        return
+    with _warned_lock:
+        if (str(path), mode) in _warned:
+            return
+        _warned.add((str(path), mode))
+    access = "read" if mode & 0o044 else "change"
+    log.warning("%s holds the %s but other users can %s it (mode %03o): run 'chmod 600 %s'",
+                path, " and the ".join(secrets), access, mode, shlex.quote(str(path)))
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -122,6 +155,7 @@ def _read_file(path: Path) -> dict[str, Any]:
                 bad = [k for k, name in v.items() if not isinstance(name, str) or not name.strip()]
                 if bad:
                     raise ConfigError(f"{path}: '{section}.{key}.{bad[0]}' must name a style profile (a string)")
+    _warn_if_readable(path, data)
     return data
 
 

@@ -339,7 +339,7 @@ class Daemon:
             except SourceError as exc:
                 if not self.config.wait:
                     raise
-                self.stats.source_state = "waiting"
+                self.stats.source_state = getattr(exc, "state", None) or "waiting"  # e.g. "auth failed"
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 if self._stop.wait(delay):
                     return
@@ -457,6 +457,7 @@ class Daemon:
                     src.open()
                 except SourceError as exc:
                     log.debug("reopening %s failed: %s", src.name, exc)
+                    stats.source_state = getattr(exc, "state", None) or "reconnecting"
                     if self._stop.wait(delay):
                         break
                     delay = min(delay * 2, 5.0)

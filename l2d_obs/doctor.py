@@ -48,7 +48,7 @@ def check_gpu() -> Check:
     if mps is not None and mps.is_available():
         return Check("GPU", True, "Apple MPS")
     return Check("GPU", False, "no CUDA GPU visible to torch: real profiles need one (install the CUDA build of torch "
-                 "and an NVIDIA driver); the tiny profile runs on CPU")
+                 "and an NVIDIA driver); the embedded toon and pencil profiles run on a CPU")
 
 
 def check_virtual_camera(system: str | None = None, sys_root: Path = Path("/sys/class/video4linux")) -> Check:

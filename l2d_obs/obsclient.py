@@ -5,6 +5,13 @@ thread, and lets websocket-client validate UTF-8 in pure Python, which caps 512x
 (DESIGN §6; ~75/s without). Sources and sinks only need request/response, so this client sends one request
 at a time on its own connection, subscribes to no events, and raises OBSConnectionError with OBS's own
 comment when a request fails. The password is used for the handshake and never stored in messages or logs.
+
+A wrong password shows as obs-websocket closing the connection after Identify with close code 4009
+(AuthenticationFailed; websocket-client's ``recv`` would return "" for it, so the handshake reads the close
+frame itself): ``connect`` raises ``OBSAuthError``, whose ``state`` ("auth failed") is what a status shows
+while it lasts. Other close codes during login are named too. The source, the output and the event
+listener each hold a connection; ``report_auth_failure`` says a refused password once per address (one
+WARNING line, however many of them hit it), and the next successful login says it is accepted again.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import hashlib
 import json
 import logging
 import socket
+import struct
 import threading
 from typing import Any
 
@@ -31,6 +39,57 @@ EVENTS_SCENES = 1 << 2  # CurrentProgramSceneChanged
 EVENTS_SCENE_ITEMS = 1 << 7  # SceneItemEnableStateChanged
 
 
+# obs-websocket 5 WebSocketCloseCode values a login can end with.
+CLOSE_AUTHENTICATION_FAILED = 4009
+_CLOSE_NAMES = {
+    4000: "unknown reason", 4002: "message decode error", 4003: "missing data field", 4004: "invalid data field type",
+    4005: "invalid data field value", 4006: "unknown op code", 4007: "not identified", 4008: "already identified",
+    4009: "authentication failed", 4010: "unsupported RPC version", 4011: "session invalidated",
+    4012: "unsupported feature",
+}
+_PASSWORD_HELP = ("set L2D_OBS_PASSWORD or [obs] password in the config file to the one in OBS > Tools > "
+                  "WebSocket Server Settings, then start l2d-obs again")
+
+
+class OBSAuthError(OBSConnectionError):
+    """OBS refused the password (obs-websocket close code 4009), or wants one and none is set."""
+
+    state = "auth failed"  # what a status shows while this lasts
+
+
+_auth_lock = threading.Lock()
+_auth_failing: set[str] = set()  # addresses whose refusal has been reported and not yet cleared
+
+
+def report_auth_failure(exc: OBSAuthError, address: str) -> None:
+    """Log ``exc`` at WARNING, once per address until a login there succeeds again."""
+    with _auth_lock:
+        if address in _auth_failing:
+            return
+        _auth_failing.add(address)
+    log.warning("%s", exc)
+
+
+def _auth_accepted(address: str) -> None:
+    with _auth_lock:
+        if address not in _auth_failing:
+            return
+        _auth_failing.discard(address)
+    log.warning("OBS at %s accepted the password again", address)
+
+
+def _closed_during_login(address: str, frame: bytes) -> OBSConnectionError:
+    """The error for a close frame OBS sent instead of Identified."""
+    code = struct.unpack("!H", frame[:2])[0] if len(frame) >= 2 else None
+    if code == CLOSE_AUTHENTICATION_FAILED:
+        return OBSAuthError(f"OBS at {address} refused the password (obs-websocket authentication failed): "
+                            f"{_PASSWORD_HELP}")
+    reason = " ".join(frame[2:].decode("utf-8", "replace").split())[:200]
+    what = f"obs-websocket close code {code}: {_CLOSE_NAMES.get(code, 'unknown')}" if code else "no close code"
+    return OBSConnectionError(f"OBS at {address} closed the connection during login ({what}"
+                              f"{'; ' + reason if reason else ''}); is it obs-websocket 5 (OBS 28 or newer)?")
+
+
 class OBSRequestError(OBSConnectionError):
     """OBS answered a request with a failure (the connection itself is fine)."""
 
@@ -42,6 +101,12 @@ class OBSRequestError(OBSConnectionError):
 def _auth_string(password: str, salt: str, challenge: str) -> str:
     secret = base64.b64encode(hashlib.sha256((password + salt).encode()).digest())
     return base64.b64encode(hashlib.sha256(secret + challenge.encode()).digest()).decode()
+
+
+def _discard(ws: websocket.WebSocket) -> None:
+    """Close a connection that failed to log in (after a close frame ``close`` alone leaves the socket open)."""
+    ws.close(timeout=0.5)
+    ws.shutdown()
 
 
 class OBSClient:
@@ -79,34 +144,33 @@ class OBSClient:
             auth = hello["d"].get("authentication")
             if auth:
                 if not self._password:
-                    raise OBSConnectionError(
-                        f"OBS at {self.address} requires a password; set L2D_OBS_PASSWORD or obs.password in the config file"
-                    )
+                    raise OBSAuthError(f"OBS at {self.address} requires a password and none is set: {_PASSWORD_HELP}")
                 identify["authentication"] = _auth_string(self._password, auth["salt"], auth["challenge"])
             ws.send(json.dumps({"op": _OP_IDENTIFY, "d": identify}))
-            raw = ws.recv()
-            if not raw:  # obs-websocket closes the connection (code 4009) when authentication fails
-                raise websocket.WebSocketConnectionClosedException()
+            opcode, raw = ws.recv_data()  # a wrong password: a close frame with code 4009
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise _closed_during_login(self.address, raw)
             reply = json.loads(raw)
             if reply.get("op") != _OP_IDENTIFIED:
                 raise OBSConnectionError(f"OBS at {self.address} refused the handshake")
         except websocket.WebSocketConnectionClosedException:
-            ws.close()
-            # obs-websocket closes the socket (code 4009) on a wrong password.
+            _discard(ws)
             raise OBSConnectionError(
-                f"OBS at {self.address} closed the connection during login: wrong password? Check L2D_OBS_PASSWORD"
+                f"OBS at {self.address} dropped the connection during login; is it obs-websocket 5 on that port? "
+                "Try again, or pass --wait"
             ) from None
         except (OSError, websocket.WebSocketException, ValueError, KeyError) as exc:
-            ws.close()
+            _discard(ws)
             raise OBSConnectionError(
                 f"cannot reach OBS at {self.address} ({type(exc).__name__}: {exc}); start OBS and enable "
                 "Tools > WebSocket Server Settings, or pass --wait"
             ) from None
         except OBSConnectionError:
-            ws.close()
+            _discard(ws)
             raise
         self._ws = ws
         log.info("connected to OBS at %s", self.address)
+        _auth_accepted(self.address)
         return self
 
     def close(self) -> None:

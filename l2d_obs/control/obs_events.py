@@ -11,7 +11,8 @@ A listener thread holds its own obs-websocket connection subscribed to those eve
 delivers events on that connection's receive loop, which must never block on a request, so events go
 through a queue to a worker that may ask OBS questions (which source a scene item shows) on a second
 connection, then asks the daemon to switch. Losing OBS is not an error here: the listener reconnects
-with backoff, like the sources do.
+with backoff, like the sources do. A refused password is the exception worth a WARNING: said once
+(``report_auth_failure``, shared with the source and the output), and ``auth_failed`` is set meanwhile.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Callable
 
 from ..config import OBSSettings, SwitchRules
 from ..errors import L2DError, OBSConnectionError
-from ..obsclient import EVENTS_GENERAL, EVENTS_SCENE_ITEMS, EVENTS_SCENES, OBSClient
+from ..obsclient import EVENTS_GENERAL, EVENTS_SCENE_ITEMS, EVENTS_SCENES, OBSAuthError, OBSClient, report_auth_failure
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class OBSEventSwitcher:
         self._threads: list[threading.Thread] = []
         self._requests: OBSClient | None = None
         self.connected = threading.Event()
+        self.auth_failed = False  # OBS refuses the password
         self.handled = 0
 
     def start(self) -> "OBSEventSwitcher":
@@ -106,11 +108,14 @@ class OBSEventSwitcher:
             try:
                 client.connect()
             except OBSConnectionError as exc:
+                if isinstance(exc, OBSAuthError):
+                    self.auth_failed = True
+                    report_auth_failure(exc, self.obs.address)
                 log.debug("event listener: %s; retrying in %.1fs", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            delay = 0.5
+            delay, self.auth_failed = 0.5, False
             self.connected.set()
             try:
                 while not self._stop.is_set():
@@ -131,6 +136,9 @@ class OBSEventSwitcher:
             if self._requests is None or not self._requests.connected:
                 self._requests = OBSClient(self.obs.host, self.obs.port, self.obs.password.reveal()).connect()
             items = self._requests.request("GetSceneItemList", {"sceneName": scene}).get("sceneItems", [])
+        except OBSAuthError as exc:
+            report_auth_failure(exc, self.obs.address)
+            return None
         except OBSConnectionError as exc:
             log.info("cannot look up scene item %s in %r: %s", item_id, scene, exc)
             return None

@@ -10,6 +10,8 @@ which saves about two frames of delay.
 A keeper thread holds its own websocket connection: it creates or updates the Media Source in the chosen
 scene, checks it every couple of seconds, and after OBS quits or restarts reconnects with backoff and puts
 the source back. The TCP server does not depend on OBS at all; the Media Source reconnects by itself.
+A refused password is said once (``report_auth_failure``, shared with the source and the event listener)
+and shows as ``obs_state: "auth failed"`` in the sink's status until a login succeeds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..config import OBSSettings
 from ..errors import OBSConnectionError, SinkError
 from ..frames import Frame
 from ..handoff import CLOSED, LatestSlot
-from ..obsclient import OBSClient, OBSRequestError
+from ..obsclient import OBSAuthError, OBSClient, OBSRequestError, report_auth_failure
 from .base import Sink, encode_jpeg
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,7 @@ class OBSReturnSink(Sink):
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
         self.obs_connected = False
+        self.auth_failed = False  # OBS refuses the password (status: obs_state "auth failed")
         self.reconnects = 0
         self._size = (0, 0)
 
@@ -179,7 +182,11 @@ class OBSReturnSink(Sink):
             if not self.wait:
                 self._server.close()
                 raise SinkError(f"cannot set up the OBS Media Source: {exc}") from None
-            log.warning("OBS not ready for the output source yet (%s); retrying in the background", exc)
+            if isinstance(exc, OBSAuthError):
+                self.auth_failed = True
+                report_auth_failure(exc, self.settings.address)
+            else:
+                log.warning("OBS not ready for the output source yet (%s); retrying in the background", exc)
         self._keeper = threading.Thread(target=self._keep, name="obs-return-keeper", daemon=True)
         self._keeper.start()
 
@@ -229,6 +236,7 @@ class OBSReturnSink(Sink):
             try:
                 if client is None:
                     client = self._client()
+                    self.auth_failed = False
                     self._ensure(client)
                     if lost:
                         log.warning("OBS output source %r is back in scene %r", self.input_name, self.scene)
@@ -240,8 +248,12 @@ class OBSReturnSink(Sink):
                 if client is not None:
                     client.close()
                     client = None
-                if not lost:
+                if isinstance(exc, OBSAuthError):
+                    self.auth_failed = True
+                    report_auth_failure(exc, self.settings.address)
+                elif not lost:
                     log.warning("OBS output: %s; reconnecting", exc)
+                if not lost:
                     self.reconnects += 1
                 self.obs_connected, lost = False, True
                 self._stop.wait(delay)
@@ -263,5 +275,6 @@ class OBSReturnSink(Sink):
             server.close()
 
     def status(self) -> dict:
+        state = "connected" if self.obs_connected else "auth failed" if self.auth_failed else "reconnecting"
         return {"input": self.input_name, "scene": self.scene, "obs_connected": self.obs_connected,
-                "viewers": self._server.clients if self._server else 0}
+                "obs_state": state, "viewers": self._server.clients if self._server else 0}

@@ -4,6 +4,11 @@
 still covers the engine's resolution at the source's aspect ratio (fit() then only crops): at 512x512
 that keeps a JPEG screenshot around 10 ms on the websocket (DESIGN §6: ~75/s once websocket-client's
 pure-Python UTF-8 check is skipped, which OBSClient does).
+
+A wrong password at the first ``open`` is the daemon's to report (one error line, or its --wait retries);
+when a reopen after losing OBS is refused (OBS restarted with a new password), the source says so itself,
+once (``report_auth_failure``), since the daemon only logs reopen failures at debug level. ``state`` is
+"auth failed" while that lasts (the error's own ``state`` says the same).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 from ..config import OBSSettings
 from ..errors import OBSConnectionError, SourceError
 from ..frames import Frame
-from ..obsclient import OBSClient, OBSRequestError
+from ..obsclient import OBSAuthError, OBSClient, OBSRequestError, report_auth_failure
 from .base import CorruptFrame, Pacer, Source, SourceLost
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,8 @@ class OBSSource(Source):
         self._request: dict | None = None
         self._canvas: tuple[int, int] | None = None
         self._pacer = Pacer(fps)
+        self._opened_once = False
+        self.state: str | None = None  # "auth failed" while OBS refuses the password
 
     @property
     def name(self) -> str:
@@ -78,7 +85,14 @@ class OBSSource(Source):
 
     def open(self) -> None:
         s = self.settings
-        client = OBSClient(s.host, s.port, s.password.reveal()).connect()
+        try:
+            client = OBSClient(s.host, s.port, s.password.reveal()).connect()
+        except OBSAuthError as exc:
+            self.state = exc.state
+            if self._opened_once:  # the first open's failure is the daemon's (or CLI's) one line
+                report_auth_failure(exc, s.address)
+            raise
+        self.state = None
         try:
             names = list_source_names(client)
             if self.source_name not in names:
@@ -101,6 +115,7 @@ class OBSSource(Source):
         w, h = cover_size(aspect, want_w, want_h)
         self._request = {"imageWidth": w, "imageHeight": h}
         self._client = client
+        self._opened_once = True
         self._pacer.reset()
         log.info("capturing %s at %dx%d from OBS %s", self.name, w, h, client.address)
 

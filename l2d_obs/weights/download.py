@@ -6,7 +6,11 @@ Every failure is one L2DError line saying which it was and what to do (``network
 bounded. A partial file is never the final one: huggingface_hub writes ``*.incomplete`` (resumed within
 a run, removed after a failure by huggingface_hub 2.x) and civitai downloads go to ``*.part``, which
 every retry and the next run resume.
-The civitai token is read from ``$CIVITAI_TOKEN`` and only ever sent in a header, never logged.
+The civitai token is read from ``$CIVITAI_TOKEN`` and only ever sent in a header, to civitai's own origin
+(scheme, host, port) only: a redirect to a storage host goes without it (``network.make_request``). It
+is never logged, and error messages pass through ``network.redact``. ``$L2D_CIVITAI_URL`` replaces the
+API address (default ``https://civitai.com/api/v1``, e.g. a mirror or a test server); the token belongs
+to that address's origin.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from ..errors import DownloadError, MissingWeightsError, ModelError, NetworkError
+from ..errors import ConfigError, DownloadError, MissingWeightsError, ModelError, NetworkError
 from . import hub, network
 from .hashing import verify_sha256
 from .network import Trouble
@@ -121,12 +125,20 @@ def _fetch_hf(req: Requirement, command: str, note: Note) -> Path:
 # --- civitai -------------------------------------------------------------------------------------
 
 
+def civitai_api() -> str:
+    """The civitai API address: $L2D_CIVITAI_URL or https://civitai.com/api/v1."""
+    url = os.environ.get("L2D_CIVITAI_URL", "").strip().rstrip("/") or CIVITAI_API
+    scheme, host, _ = network.origin(url)
+    if scheme not in ("http", "https") or not host:
+        raise ConfigError(f"L2D_CIVITAI_URL must be an http(s) address like {CIVITAI_API}, "
+                          f"got {network.redact(url)!r}")
+    return url
+
+
 def _civitai_request(url: str) -> urllib.request.Request:
-    request = urllib.request.Request(url, headers={"User-Agent": network.USER_AGENT})
+    """A request that carries $CIVITAI_TOKEN if ``url`` is on civitai's own origin, never beyond it."""
     token = os.environ.get("CIVITAI_TOKEN", "").strip()
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    return request
+    return network.make_request(url, {"Authorization": f"Bearer {token}"} if token else None, owner=civitai_api())
 
 
 def _civitai_error(trouble: Trouble, tries: int, what: str, command: str) -> DownloadError:
@@ -150,17 +162,17 @@ def _civitai_json(url: str, what: str, command: str) -> dict:
     timeout = network.timeout_s()
 
     def get() -> bytes:
-        with urllib.request.urlopen(_civitai_request(url), timeout=timeout) as response:
+        with network.open_url(_civitai_request(url), timeout) as response:
             return response.read()
 
     try:
         body = network.with_retries(get, f"civitai {what}", lambda t, n: _civitai_error(t, n, what, command), timeout)
     except OSError as exc:  # a URLError that is no network failure
-        raise DownloadError(f"cannot fetch civitai {what} ({url}): {exc}") from None
+        raise DownloadError(network.redact(f"cannot fetch civitai {what} ({url}): {exc}")) from None
     try:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DownloadError(f"civitai answered {url} with no JSON ({exc}); try again later") from None
+        raise DownloadError(network.redact(f"civitai answered {url} with no JSON ({exc}); try again later")) from None
 
 
 def pick_civitai_file(version: dict) -> dict:
@@ -180,11 +192,12 @@ def pick_civitai_file(version: dict) -> dict:
 
 
 def _fetch_civitai(source: CivitaiSource, command: str, note: Note) -> Path:
+    api = civitai_api()
     if source.version_id is not None:
-        version = _civitai_json(f"{CIVITAI_API}/model-versions/{source.version_id}",
-                                f"model version {source.version_id}", command)
+        version = _civitai_json(f"{api}/model-versions/{source.version_id}", f"model version {source.version_id}",
+                                command)
     else:
-        model = _civitai_json(f"{CIVITAI_API}/models/{source.model_id}", f"model {source.model_id}", command)
+        model = _civitai_json(f"{api}/models/{source.model_id}", f"model {source.model_id}", command)
         versions = model.get("modelVersions") or []
         if not versions:
             raise ModelError(f"civitai model {source.model_id} has no versions")
@@ -205,10 +218,12 @@ def _fetch_civitai(source: CivitaiSource, command: str, note: Note) -> Path:
     return target
 
 
-def download_url(url: str, target: Path, make_request=lambda u: urllib.request.Request(u),
+def download_url(url: str, target: Path,
+                 make_request: Callable[[str], urllib.request.Request] = network.make_request,
                  command: str = "l2d-obs models download") -> Path:
     """Download to ``target`` through ``target.part``; every attempt (and the next run) resumes the
-    partial file with an HTTP Range request. ``target`` appears only once complete."""
+    partial file with an HTTP Range request. ``target`` appears only once complete. A token in the
+    request (or in ``url``'s query) stays with its origin when the server redirects elsewhere."""
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     timeout = network.timeout_s()
@@ -217,11 +232,11 @@ def download_url(url: str, target: Path, make_request=lambda u: urllib.request.R
                              lambda t, n: _civitai_error(t, n, target.name, command), timeout)
         part.replace(target)
     except OSError as exc:  # the disk (full, read-only) or a URLError that is no network failure
-        raise ModelError(f"download of {target.name} failed: {exc}; run '{command}' again to resume") from None
+        raise ModelError(network.redact(f"download of {target.name} failed: {exc}; run '{command}' again to resume")) from None
     return target
 
 
-def _transfer(url: str, part: Path, make_request, timeout: float) -> None:
+def _transfer(url: str, part: Path, make_request: Callable[[str], urllib.request.Request], timeout: float) -> None:
     """One attempt: append to ``part`` what the server sends from its current size on."""
     from tqdm.auto import tqdm
 
@@ -229,7 +244,7 @@ def _transfer(url: str, part: Path, make_request, timeout: float) -> None:
     request = make_request(url)
     if have:
         request.add_header("Range", f"bytes={have}-")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with network.open_url(request, timeout) as response:
         if have and response.status != 206:
             have = 0  # the server ignored the range: start over
         length = response.headers.get("Content-Length")

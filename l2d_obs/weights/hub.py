@@ -5,6 +5,11 @@ that becomes the cached file only when complete. Failures are one line each.
 
 huggingface_hub gives its logger a stderr handler of its own and lets records reach the root handler
 too, so every warning printed twice; ``_hub`` drops that handler once: our logging prints them once.
+
+The Hugging Face token (``HF_TOKEN`` or ``huggingface-cli login``) goes on our own file-list request only
+to the hub's origin and never follows a redirect elsewhere (``network.make_request``); huggingface_hub's
+transfers handle it themselves (they leave it off redirects to the CDN). Messages pass through
+``network.redact``.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def _where() -> str:
     return f"the Hugging Face hub at {urlsplit(endpoint()).netloc}" + (" (HF_ENDPOINT)" if os.environ.get("HF_ENDPOINT") else "")
 
 
-def _headers() -> dict[str, str]:
+def _token_header() -> dict[str, str]:
     token = _hub().get_token()
     return {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -88,7 +93,7 @@ def repo_files(source: HfSource, command: str) -> dict[str, int | None]:
     url = f"{endpoint()}/api/models/{source.repo_id}/revision/{revision}?blobs=true"
     timeout = network.timeout_s()
     body = network.with_retries(
-        lambda: network.read_url(url, _headers(), timeout),
+        lambda: network.read_url(url, timeout=timeout, secret=_token_header(), owner=endpoint()),
         f"{source.repo_id} on the hub",
         lambda trouble, tries: hub_error(trouble, tries, source, command, probe=True),
         timeout,
@@ -96,8 +101,8 @@ def repo_files(source: HfSource, command: str) -> dict[str, int | None]:
     try:
         return {s["rfilename"]: _size(s) for s in json.loads(body)["siblings"]}
     except (ValueError, KeyError, TypeError) as exc:
-        raise NetworkError(f"{_where()} answered {url} with no file list ({type(exc).__name__}: {exc}); "
-                           "is HF_ENDPOINT a Hugging Face hub?") from None
+        raise NetworkError(network.redact(f"{_where()} answered {url} with no file list ({type(exc).__name__}: "
+                                          f"{exc}); is HF_ENDPOINT a Hugging Face hub?")) from None
 
 
 def _size(sibling: dict) -> int | None:
@@ -123,8 +128,8 @@ def download(source: HfSource, filename: str, command: str) -> Path:
         if trouble is not None:
             raise hub_error(trouble, 1, source, command, filename) from None
         if type(exc).__module__.startswith("huggingface_hub"):
-            raise DownloadError(f"download of '{filename}' of {source.repo_id} failed: {exc}; run '{command}' "
-                                "again") from None
+            raise DownloadError(network.redact(f"download of '{filename}' of {source.repo_id} failed: {exc}; "
+                                               f"run '{command}' again")) from None
         if isinstance(exc, OSError):
             raise ModelError(f"cannot write '{filename}' of {source.repo_id} to the model cache {hf_cache_dir()}: "
                              f"{exc.strerror or exc}") from None

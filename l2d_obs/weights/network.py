@@ -3,6 +3,13 @@ every failure said in words: no network, DNS, refused, no answer, the connection
 
 ``diagnose`` also reads the errors huggingface_hub raises (it walks the exception chain down to the
 socket error, and reads ``.response.status_code``), so hub transfers are described the same way.
+
+Tokens go only to the host they belong to: ``make_request`` puts a token header (``secret``) on a request
+only when its URL has the origin (scheme, host, port) of ``owner``, as an unredirected header, and the
+opener's redirect handler gives it back only on a redirect to that same origin. A redirect to another
+origin (a storage host) goes without it, and without any query parameter carrying the token (a URL's own
+``?token=`` belongs to that URL's origin). ``redact`` takes tokens out of any text bound for a log line or
+an error message.
 """
 
 from __future__ import annotations
@@ -11,13 +18,15 @@ import errno
 import http.client
 import logging
 import os
+import re
 import socket
 import ssl
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Callable, Iterator, TypeVar
+from typing import IO, Callable, Iterator, Mapping, TypeVar
+from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
 from ..errors import ConfigError
 
@@ -123,13 +132,118 @@ def with_retries(attempt: Callable[[], T], what: str, fail: Callable[[Trouble, i
             wait = next(waits, None) if trouble.retry else None
             if wait is None:
                 raise fail(trouble, tries) from exc
-            log.warning("%s: %s; trying again in %g s (attempt %d of %d)", what, trouble.what, wait, tries + 1,
-                        len(RETRY_WAITS) + 1)
+            log.warning("%s: %s; trying again in %g s (attempt %d of %d)", redact(what), redact(trouble.what), wait,
+                        tries + 1, len(RETRY_WAITS) + 1)
             time.sleep(wait)
 
 
-def read_url(url: str, headers: dict[str, str] | None = None, timeout: float | None = None) -> bytes:
-    """The body of one GET (no retries: wrap it in ``with_retries``)."""
+# --- tokens: only to their own origin, never in a message ---------------------------------------
+
+Origin = tuple[str, str, int]  # scheme, host, port
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_TOKEN_ENV = ("CIVITAI_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# Query parameters that carry a credential (civitai's ?token=, API keys) ...
+_TOKEN_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key", "auth", "password"})
+# ... and those redacted in messages too (signed storage URLs).
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&;](?:" + "|".join(sorted(_TOKEN_PARAMS)) + r"|sig|signature|x-amz-signature|x-amz-credential|"
+    r"x-amz-security-token)=)[^&#\s'\"]+"
+)
+
+
+def origin(url: str) -> Origin:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:  # a port that is no number: matches no origin
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+@dataclass(frozen=True, repr=False)
+class _Credential:
+    """Headers and query values that belong to one origin."""
+
+    origin: Origin
+    headers: Mapping[str, str]
+    values: frozenset[str]  # the raw tokens, to keep them out of other origins' query strings
+
+    def __repr__(self) -> str:
+        return f"_Credential({self.origin}, headers={sorted(self.headers)}, values=***)"
+
+
+_CREDENTIAL = "_l2d_credential"  # where a Request keeps its _Credential
+
+
+def _query_tokens(url: str) -> set[str]:
+    return {v for k, v in parse_qsl(urlsplit(url).query) if k.lower() in _TOKEN_PARAMS and v}
+
+
+def make_request(url: str, secret: Mapping[str, str] | None = None, owner: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> urllib.request.Request:
+    """A GET with our User-Agent. ``secret`` headers (a token) are sent only if ``url`` has the origin of
+    ``owner`` (default: ``url`` itself), and on redirects only back to that origin."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
-    with urllib.request.urlopen(request, timeout=timeout if timeout is not None else timeout_s()) as response:
+    home = origin(owner or url)
+    values = _query_tokens(url) if origin(url) == home else set()
+    values |= {v.split()[-1] for v in (secret or {}).values() if v.strip()}  # "Bearer TOKEN" -> TOKEN
+    credential = _Credential(home, dict(secret or {}), frozenset(values))
+    if origin(url) == home:
+        for name, value in credential.headers.items():
+            request.add_unredirected_header(name, value)
+    setattr(request, _CREDENTIAL, credential)
+    return request
+
+
+def _drop_tokens(url: str, values: frozenset[str]) -> str:
+    """``url`` without the query parameters whose value is one of ``values`` (the rest kept verbatim)."""
+    parts = urlsplit(url)
+    pieces = parts.query.split("&") if parts.query else []
+    kept = [p for p in pieces if unquote_plus(p.partition("=")[2]) not in values]
+    return url if len(kept) == len(pieces) else urlunsplit(parts._replace(query="&".join(kept)))
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, with a request's credential carried only to the origin it belongs to."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: Mapping[str, str], newurl: str) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        credential: _Credential | None = getattr(req, _CREDENTIAL, None)
+        if new is None or credential is None:
+            return new
+        if origin(new.full_url) == credential.origin:
+            for name, value in credential.headers.items():
+                new.add_unredirected_header(name, value)
+        else:
+            new.full_url = _drop_tokens(new.full_url, credential.values)
+            log.debug("redirected to %s://%s: no token sent there", *origin(new.full_url)[:2])
+        setattr(new, _CREDENTIAL, credential)
+        return new
+
+
+def open_url(request: urllib.request.Request, timeout: float) -> http.client.HTTPResponse:
+    """urlopen, with tokens kept to their own origin across redirects."""
+    return urllib.request.build_opener(_SameOriginRedirects).open(request, timeout=timeout)
+
+
+def _known_tokens() -> set[str]:
+    tokens = {os.environ.get(name, "").strip() for name in _TOKEN_ENV}
+    return {t for t in tokens if len(t) >= 4}
+
+
+def redact(text: str, *secrets: str) -> str:
+    """``text`` with every known token (``$CIVITAI_TOKEN``, ``$HF_TOKEN``, ``secrets``) and every
+    credential-looking query value replaced by ***: safe for a log line or an error message."""
+    for token in sorted(_known_tokens() | {s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(token, "***")
+    return _SECRET_PARAM.sub(r"\1***", text)
+
+
+def read_url(url: str, headers: Mapping[str, str] | None = None, timeout: float | None = None,
+             secret: Mapping[str, str] | None = None, owner: str | None = None) -> bytes:
+    """The body of one GET (no retries: wrap it in ``with_retries``); ``secret``: see ``make_request``."""
+    request = make_request(url, secret, owner, headers)
+    with open_url(request, timeout if timeout is not None else timeout_s()) as response:
         return response.read()
