@@ -68,8 +68,8 @@ def render(profile: str, frames: np.ndarray, tmp: Path, name: str) -> list[np.nd
 # (edge correlation >= 0.6 on every clip, +2 dB to the target): the models do not reach those yet.
 FLOORS = {
     # profile: (mean edge correlation, worst clip's edge correlation, mean dB gained towards the target, worst clip's)
-    "toon": (0.55, 0.35, 0.8, 0.4),
-    "pencil": (0.55, 0.30, 2.5, 2.0),
+    "toon": (0.57, 0.38, 1.3, 1.2),  # measured 0.620 / 0.429, +1.59 / +1.46 dB (2026-12-02)
+    "pencil": (0.60, 0.38, 4.0, 3.5),  # measured 0.660 / 0.427, +4.63 / +4.03 dB
 }
 
 
@@ -106,19 +106,23 @@ def test_no_flicker_on_a_still_camera(tmp_path):
 
 
 @pytest.mark.slow
-def test_streaming_is_no_less_steady_than_per_frame(tmp_path):
+@pytest.mark.parametrize("camera_noise", [False, True], ids=["clean", "camera-noise"])
+def test_streaming_is_steadier_than_per_frame(camera_noise, tmp_path):
+    """Warp error of toon's streaming output (Live2Diff attention) below the same weights run frame by
+    frame, on every moving held-out clip, clean and with a webcam's per-frame sensor noise (the flow
+    is the clean clip's). Measured 2026-12-02: 0.983-0.992x clean, 0.983-0.992x noisy - a real but
+    small gain (the paper's is larger; this model's motion modules trained for 350 steps on a CPU)."""
     from l2d_obs.engine import build_engine
     from l2d_obs.evaluation.variants import run_variant
     from l2d_obs.profiles import load_profile
+    from l2d_obs.training.heldout import with_camera_noise
 
     engine = build_engine(load_profile("toon"))
-    ratios = []
     for name, frames in heldout_clips().items():
-        inputs = list(frames)
-        stream = warp_error(run_variant(engine, inputs, "live2diff"), inputs).mean
-        single = warp_error(run_variant(engine, inputs, "per-frame"), inputs).mean
-        print(f"toon on {name}: warp error live2diff {stream:.4f}, per-frame {single:.4f} ({stream / single:.3f}x)")
-        ratios.append(stream / single)
-    # Measured: equal to within 1 % (the fixed noise already makes per-frame output steady at this
-    # size); the paper's gain does not reproduce here. The floor: temporal attention must not add flicker.
-    assert np.mean(ratios) <= 1.02, "streaming output flickers more than per-frame output"
+        clean = list(frames)
+        inputs = list(with_camera_noise(frames)) if camera_noise else clean
+        stream = warp_error(run_variant(engine, inputs, "live2diff"), clean).mean
+        single = warp_error(run_variant(engine, inputs, "per-frame"), clean).mean
+        print(f"toon on {name}{' + camera noise' if camera_noise else ''}: warp error live2diff {stream:.4f}, "
+              f"per-frame {single:.4f} ({stream / single:.3f}x)")
+        assert stream < single, f"{name}: streaming output is no steadier than per-frame output"

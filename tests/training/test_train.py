@@ -182,3 +182,26 @@ def test_resume_from_another_config_is_refused(tmp_path):
     # and a second start without --resume does not overwrite the run
     proc = _cli("train", str(SMOKE), "--output", str(out), cwd=tmp_path)
     assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+def test_sensor_noise_reaches_the_inputs_only_and_keeps_old_fingerprints(tmp_path):
+    from l2d_obs.training.stages import make_batch
+
+    stages = [{"name": "image", "steps": 1, "lr": 1e-3, "batch": 2}, {"name": "vae", "steps": 1, "lr": 1e-3}]
+    clean = _config(tmp_path, stages)
+    noisy = parse_train_config({"run": {"name": "t", "style": "toon", "size": "tiny", "seed": 3},
+                                "data": {"frame_size": 32, "crop": 32, "clip_length": 12, "warmup": 4, "sensor_noise": 6},
+                                "stages": stages}, tmp_path / "t.toml")  # fmt: skip
+    assert clean.fingerprint() != noisy.fingerprint()
+    # A config without the key keeps the fingerprint it had before the key existed (runs resume).
+    assert clean.fingerprint() == _config(tmp_path, stages).fingerprint()
+    a = make_batch(clean, clean.stages[0], 0, 0, ("toon",))
+    b = make_batch(noisy, noisy.stages[0], 0, 0, ("toon",))
+    assert torch.equal(a.targets["toon"], b.targets["toon"])  # targets from the clean frames
+    diff = (b.frames - a.frames).abs()
+    assert 0 < float(diff.mean()) * 255 < 6 and torch.equal(b.frames, (b.frames * 255).round() / 255)
+    v = make_batch(noisy, noisy.stages[1], 1, 0, ("toon",))  # the autoencoder learns clean pictures
+    assert torch.equal(v.frames, make_batch(clean, clean.stages[1], 1, 0, ("toon",)).frames)
+    with pytest.raises(ConfigError, match="sensor_noise"):
+        parse_train_config({"run": {"name": "t", "style": "toon"}, "data": {"sensor_noise": 100},
+                            "stages": stages}, tmp_path / "t.toml")  # fmt: skip
