@@ -43,8 +43,9 @@ def start(args: list[str], env: dict[str, str]) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     print(f"$ l2d-obs start {' '.join(args)}   ({time.monotonic() - started:.1f} s, rc {proc.returncode})")
     print(proc.stdout.strip())
-    if proc.returncode:
-        print(proc.stderr.strip())
+    # The daemon logs to stderr: its start-up phases, its status line every 5 s and its summary.
+    lines = [line for line in proc.stderr.splitlines() if "l2d_obs.daemon" in line]
+    print("\n".join(lines[-4:]) if not proc.returncode else proc.stderr.strip())
     return proc.stdout
 
 
