@@ -331,6 +331,7 @@ class Daemon:
     def _open_source(self) -> None:
         self.source.preferred_size = (self.profile.width, self.profile.height)
         delay = 0.5
+        said = ""
         while True:
             try:
                 self.source.open()
@@ -340,7 +341,9 @@ class Daemon:
                 if not self.config.wait:
                     raise
                 self.stats.source_state = getattr(exc, "state", None) or "waiting"  # e.g. "auth failed"
-                log.warning("%s; retrying in %.1f s", exc, delay)
+                # Once per reason, not at every retry (the status line shows that it is still waiting).
+                (log.warning if str(exc) != said else log.debug)("%s; retrying in %.1f s", exc, delay)
+                said = str(exc)
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, 5.0)
