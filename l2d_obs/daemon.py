@@ -585,7 +585,7 @@ class Daemon:
     def _output_file(self) -> None:
         """Files: every frame exactly once, in order; paced at the file's rate unless --no-pace."""
         period = 1.0 / self.fps if self.fps > 0 else 0.0
-        paced = getattr(self.source, "pace", True)
+        paced = self.source.pace
         last_at: float | None = None
         while not self._stop.is_set():
             item = self._outbox.get(timeout=0.1)

@@ -31,6 +31,9 @@ class Source(ABC):
     #: Frames from a live source may be dropped when the engine is slower (latest frame wins);
     #: frames from a file are never dropped (the file plays slower instead).
     live: bool = True
+    #: A finite source plays at its frame rate when True, as fast as possible when False (--no-pace);
+    #: the daemon's file output follows the same choice. Live sources are paced by nature.
+    pace: bool = True
 
     def __init__(self) -> None:
         self._next_index = 0

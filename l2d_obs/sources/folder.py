@@ -36,6 +36,7 @@ class FrameFolderSource(Source):
         super().__init__()
         self.folder = Path(folder)
         self._fps = fps
+        self.pace = pace
         self._files: list[Path] = []
         self._pacer = Pacer(fps if pace else 0)
         self._size: tuple[int, int] | None = None
