@@ -56,13 +56,17 @@ RECENT_CAMERA_FRAMES = 16  # warmups are shorter than the window (<= 24); 16 raw
 
 
 def default_engine_factory(device: str | None = None, dtype: str | None = None,
-                           progress: ProgressFn | None = None) -> EngineFactory:
+                           progress: ProgressFn | None = None, accel_options: dict | None = None) -> EngineFactory:
+    """``accel_options``: the command line's compile / cuda_graphs / channels_last (None: the profile's
+    [engine] table, else the device's default)."""
+    options = {k: v for k, v in (accel_options or {}).items() if v is not None}
+
     def build(profile: Profile) -> EngineLike:
         from .engine import build_engine  # torch is imported only when an engine is really needed
 
-        if progress is None:
-            return build_engine(profile, device=device, dtype=dtype)
-        return build_engine(profile, device=device, dtype=dtype, progress=progress)
+        if progress is not None:
+            options["progress"] = progress
+        return build_engine(profile, device=device, dtype=dtype, **options)
 
     return build
 

@@ -77,6 +77,15 @@ class EngineSpec:
     device: str | None = None  # "cuda", "cuda:1", "mps", "cpu"; None: the best one present
     dtype: str | None = None  # "fp16", "bf16", "fp32"; None: fp16 on GPUs, fp32 on the CPU
     pipelined: bool = True  # stream batch (T rows per UNet call); False: each frame through its T steps
+    # Speed options (engine/accel.py); None: on with CUDA, off elsewhere. The command line overrides them.
+    compile: bool | None = None  # torch.compile the stream-batch UNet (every variant warmed at start)
+    cuda_graphs: bool | None = None  # torch.compile's reduce-overhead mode (needs compile and CUDA)
+    channels_last: bool | None = None  # channels-last memory format for the UNet and the VAE
+    # Similarity filter: a camera frame nearly equal to the last one pushed is not run through the model;
+    # the last output is repeated (at most max_skips times in a row). A skipped frame never touches the cache.
+    similarity_filter: bool = False
+    similarity_threshold: float = 0.98  # 1 - mean |difference| / 255 at or above which a frame is skipped
+    max_skips: int = 10
 
 
 @dataclass(frozen=True)
@@ -152,7 +161,10 @@ _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 _LORA_KEYS: dict[str, type | tuple[type, ...]] = {"source": str, "scale": (int, float), "name": str, "sha256": str}
 _DEPTH_KEYS: dict[str, type | tuple[type, ...]] = {"enabled": bool, "estimator": str, "source": str}
-_ENGINE_KEYS: dict[str, type | tuple[type, ...]] = {"device": str, "dtype": str, "pipelined": bool}
+_ENGINE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "device": str, "dtype": str, "pipelined": bool, "compile": bool, "cuda_graphs": bool, "channels_last": bool,
+    "similarity_filter": bool, "similarity_threshold": (int, float), "max_skips": int,
+}
 TRIGGER_PLACEHOLDER = "{trigger_words}"
 
 
@@ -300,6 +312,11 @@ def parse_profile(data: dict[str, Any], path: Path, default_name: str) -> Profil
 def _parse_engine(path: Path, table: dict[str, Any]) -> EngineSpec:
     _check_table(path, "engine.", table, _ENGINE_KEYS)
     engine = EngineSpec(**table)
+    if not 0.0 < engine.similarity_threshold <= 1.0:
+        raise _fail(path, "engine.similarity_threshold", f"must be in (0, 1], got {engine.similarity_threshold}")
+    if engine.max_skips < 1:
+        raise _fail(path, "engine.max_skips", f"must be at least 1, got {engine.max_skips}")
+    engine = replace(engine, similarity_threshold=float(engine.similarity_threshold))
     if engine.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", engine.device):
         raise _fail(path, "engine.device", f"must be cpu, mps, cuda or cuda:N, got {engine.device!r}")
     if engine.dtype is not None:

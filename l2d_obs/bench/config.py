@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-PARTS = ("engine", "daemon", "soak")
+PARTS = ("engine", "daemon", "soak", "graphs")
 SIZES = ("tiny", "small", "full")
 
 

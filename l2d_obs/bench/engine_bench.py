@@ -127,11 +127,10 @@ class EngineBench:
         self.warmup_ms: list[float] = []
         self.cache_bytes = 0
         self.cache_bytes_from_tensors = 0
-        # A pre-hook on the (uncompiled) motion UNet: which attention mode each call really ran in.
-        self.engine.components.unet.register_forward_pre_hook(self._count_call)
+        # Which attention mode each motion-UNet call really ran in (observed outside any compiled code).
+        self.engine.denoiser.call.observer = self._count_call
 
-    def _count_call(self, module, args) -> None:
-        ctx = self.engine.context
+    def _count_call(self, ctx) -> None:
         self.counter.modes[ctx.mode.value] += 1
         if ctx.mode is AttentionMode.CLIP and ctx.frames_layout is not None:
             self.counter.clip_frames.append(int(ctx.frames_layout.q_positions.shape[0]))
@@ -181,6 +180,14 @@ class EngineBench:
     # -- no cache: the clip recompute ----------------------------------------------------------------
 
     def run_recompute(self) -> list[PhaseSample]:
+        call = self.engine.denoiser.call
+        eager, call.unet = call.unet, self.b.clip_unet_call or call.unet  # compiled alike when compile is on
+        try:
+            return self._run_recompute()
+        finally:
+            call.unet = eager
+
+    def _run_recompute(self) -> list[PhaseSample]:
         engine, clock, cfg = self.engine, self.clock, self.cfg
         den, ctx, sched = engine.denoiser, engine.context, engine.schedule
         steps = sched.num_steps

@@ -67,6 +67,7 @@ class BenchReport:
     engine: EngineResult | None = None
     daemon: DaemonResult | None = None
     soak: SoakResult | None = None
+    graphs: dict | None = None
     build_seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -85,6 +86,7 @@ class BenchReport:
             "engine": self.engine.to_dict() if self.engine else None,
             "daemon": self.daemon.to_dict() if self.daemon else None,
             "soak": self.soak.to_dict() if self.soak else None,
+            "graphs": self.graphs,
         }
 
 
@@ -114,5 +116,10 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> BenchReport:
     if "soak" in cfg.parts:
         report.soak = run_soak(bench.engine, cfg.soak_frames, progress)
         log.info("soak part done")
+    if "graphs" in cfg.parts:
+        from .graphs import run_graphs_part
+
+        report.graphs = run_graphs_part(cfg, progress)
+        log.info("graphs part done")
     machine.load_avg_end = tuple(round(x, 2) for x in os.getloadavg())  # type: ignore[assignment]
     return report

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..engine.accel import Accelerations as EngineAccelerations
+from ..engine.accel import compile_stream_unet, stream_variants
 from ..engine.factory import pick_device, pick_dtype
 from ..engine.stream import EngineSettings, StreamEngine
 from ..engine.temporal import StreamingTemporalAttnProcessor
@@ -30,6 +32,7 @@ class BenchEngine:
     conv_in_residual: list  # the depth residual slot of unet2d's conv_in hook
     device: torch.device
     dtype: torch.dtype
+    clip_unet_call: torch.nn.Module | None = None  # the recompute baseline's motion UNet (compiled alike)
 
 
 def pattern_frames(width: int, height: int, count: int) -> list[Frame]:
@@ -51,18 +54,14 @@ def _use_classic_attention(unet: torch.nn.Module) -> None:
     unet.set_attn_processor(procs)
 
 
-def _compile(module: torch.nn.Module, accel: Accelerations) -> torch.nn.Module:
-    # "reduce-overhead" is torch.compile's CUDA-graphs mode.
-    mode = "reduce-overhead" if accel.cuda_graphs else "default"
-    return torch.compile(module, mode=mode)
+def engine_accelerations(accel: Accelerations, device: torch.device) -> EngineAccelerations:
+    """The bench's switches as the engine's options, resolved by the same function as ``start``."""
+    return EngineAccelerations.resolve(device, None, compile=accel.compile, cuda_graphs=accel.cuda_graphs,
+                                       channels_last=accel.channels_last)
 
 
-def build_bench_engine(cfg: BenchConfig) -> BenchEngine:
-    device = pick_device(cfg.device)
-    dtype = pick_dtype(device, cfg.dtype)
-    accel = cfg.accel
-    components = build_components(cfg.size, depth=cfg.depth, weights_seed=cfg.seed)
-    settings = EngineSettings(
+def bench_settings(cfg: BenchConfig) -> EngineSettings:
+    return EngineSettings(
         width=cfg.resolution,
         height=cfg.resolution,
         prompt=PROMPT,
@@ -74,22 +73,30 @@ def build_bench_engine(cfg: BenchConfig) -> BenchEngine:
         noise="fixed",
         pipelined=True,
     )
-    engine = StreamEngine(components, settings, device=device, dtype=dtype)
+
+
+def build_bench_engine(cfg: BenchConfig) -> BenchEngine:
+    """The engine exactly as ``start`` builds it (accelerations applied and warmed by the engine
+    itself), plus the baselines' modules, compiled alike when compile is on."""
+    device = pick_device(cfg.device)
+    dtype = pick_dtype(device, cfg.dtype)
+    accel = engine_accelerations(cfg.accel, device)
+    components = build_components(cfg.size, depth=cfg.depth, weights_seed=cfg.seed)
+    engine = StreamEngine(components, bench_settings(cfg), device=device, dtype=dtype, accel=accel)
     unet = components.unet
-    if accel.channels_last:
-        unet.to(memory_format=torch.channels_last)
-        components.vae.to(memory_format=torch.channels_last)
-    # After channels_last, so the 2D UNet shares the converted weights instead of holding a copy.
+    # After the engine's channels_last, so the 2D UNet shares the converted weights instead of a copy.
     unet2d = no_temporal_unet(unet)
-    if not accel.sdpa:
+    if not cfg.accel.sdpa:
         _use_classic_attention(unet)
         _use_classic_attention(unet2d)
     residual: list = [None]
     unet2d.conv_in.register_forward_hook(lambda m, i, out: out if residual[0] is None else out + residual[0])
     unet2d_call: torch.nn.Module = unet2d
-    if accel.compile or accel.cuda_graphs:
-        engine.denoiser.call.unet = _compile(unet, accel)
-        unet2d_call = _compile(unet2d, accel)
+    clip_unet_call: torch.nn.Module = unet
+    if accel.compile:
+        unet2d_call = compile_stream_unet(unet2d, accel, len(stream_variants(cfg.steps, cfg.window, cfg.warmup)))
+        # The recompute baseline's clip calls (frames axis; one shape per clip length).
+        clip_unet_call = torch.compile(unet, backend=accel.backend, mode=accel.mode)
     log.info("bench engine: %s on %s (%s), %dpx, T=%d, L=%d, Lw=%d, %s", cfg.size, device, dtype, cfg.resolution,
-             cfg.steps, cfg.window, cfg.warmup, accel)
-    return BenchEngine(engine, unet2d, unet2d_call, residual, device, dtype)
+             cfg.steps, cfg.window, cfg.warmup, accel.describe())
+    return BenchEngine(engine, unet2d, unet2d_call, residual, device, dtype, clip_unet_call)

@@ -50,4 +50,11 @@ def format_report(report: dict) -> str:
     s = report.get("soak")
     if s:
         lines.append(f"soak: {s['frames']} frames, RSS growth {s['rss_growth_pct']:+.2f}%")
+    g = report.get("graphs")
+    if g:
+        c, t = g["compiled_stream_step"], g["transfers"]
+        lines.append(f"compiled stream step: {c['graphs_per_stream_call']:g} graph per call ({c['variants']} variants), "
+                     f"{c['graph_breaks']} graph breaks, {c['recompiles_after_warmup']} recompiles after warmup over "
+                     f"{c['frames']} frames; host<->device transfers per push: {t['host_device_transfers_per_push']} "
+                     f"({t['uploads_per_push']} up, {t['downloads_per_push']} down)")
     return "\n".join(lines)

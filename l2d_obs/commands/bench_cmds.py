@@ -31,7 +31,7 @@ def bench(
     daemon_frames: Annotated[Optional[int], typer.Option("--daemon-frames", help="Frames measured through the daemon (default 120, quick 20).")] = None,
     source_fps: Annotated[float, typer.Option("--source-fps", help="Pattern source rate in the daemon run (0: max(30, 1.5x the engine-only rate)).")] = 0.0,
     soak_frames: Annotated[Optional[int], typer.Option("--soak-frames", help="Frames in the soak (default 5000, quick 200).")] = None,
-    parts: Annotated[str, typer.Option("--parts", help="Comma-separated: engine, daemon, soak.")] = "engine,daemon,soak",
+    parts: Annotated[str, typer.Option("--parts", help="Comma-separated: engine, daemon, soak, graphs (how the compiled step compiles; host<->device transfers per push).")] = "engine,daemon,soak,graphs",
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0: 1 on a machine with up to 2 cores, else all cores but one).")] = 0,
     sdpa: Annotated[bool, typer.Option("--sdpa/--no-sdpa", help="SDPA attention in the spatial attentions.")] = True,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="channels-last memory format (default: on with CUDA).")] = None,

@@ -53,6 +53,9 @@ def start(
     vcam_backend: Annotated[Optional[str], typer.Option("--vcam-backend", help="pyvirtualcam backend (default: the first that works).")] = None,
     preload: Annotated[Optional[str], typer.Option("--preload", help="Styles to prepare at start for fast switching, e.g. vangogh,cartoon.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch CPU threads (default: 1 on a machine with up to 2 cores, else all cores but one).")] = None,
+    compile_unet: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the stream-batch UNet; every variant is compiled at start (default: on with CUDA; profile [engine] compile).")] = None,
+    cuda_graphs: Annotated[Optional[bool], typer.Option("--cuda-graphs/--no-cuda-graphs", help="CUDA graphs (torch.compile reduce-overhead; needs --compile and CUDA; default: on with CUDA).")] = None,
+    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="channels-last memory format for UNet and VAE (default: on with CUDA).")] = None,
     obs_events: Annotated[Optional[bool], typer.Option("--obs-events/--no-obs-events", help="Switch styles on OBS events ([switching] in the config file, custom events). Default: on when OBS is a source or output, or rules are configured.")] = None,
 ) -> None:
     """Start styling: capture, run the engine, publish. Ctrl+C stops it."""
@@ -69,7 +72,8 @@ def start(
     try:
         daemon = _build_daemon(settings, profile, source, output, frames, size, fps, wait, device, dtype, obs_scene,
                                obs_input, obs_return_port, camera_size, camera_fps, camera_fourcc, loop, pace,
-                               vcam_backend, preload, threads, obs_events)
+                               vcam_backend, preload, threads, obs_events,
+                               dict(compile=compile_unet, cuda_graphs=cuda_graphs, channels_last=channels_last))
 
         def on_signal(signum: int, _frame: object) -> None:
             received.append(signum)
@@ -119,7 +123,7 @@ def _exit_without_waiting(code: int) -> None:
 
 def _build_daemon(settings, profile, source, output, frames, size, fps, wait, device, dtype, obs_scene, obs_input,
                   obs_return_port, camera_size, camera_fps, camera_fourcc, loop, pace, vcam_backend, preload, threads,
-                  obs_events):
+                  obs_events, accel_options):
     from ..daemon import Daemon, DaemonConfig, default_engine_factory
     from ..profiles import load_profile
     from ..progress import ProgressBoard
@@ -144,7 +148,7 @@ def _build_daemon(settings, profile, source, output, frames, size, fps, wait, de
     if obs_events is None:
         obs_events = uses_obs or bool(rules.scenes or rules.sources)
     board = ProgressBoard()
-    daemon = Daemon(prof, src, sinks, default_engine_factory(device, dtype, progress=board.update), DaemonConfig(
+    daemon = Daemon(prof, src, sinks, default_engine_factory(device, dtype, progress=board.update, accel_options=accel_options), DaemonConfig(
         obs_events=(settings.obs, rules) if obs_events else None,
         max_frames=frames, output_size=_size(size, "--size"), wait=wait, control_port=settings.control_port,
         preload=tuple(name.strip() for name in (preload or "").split(",") if name.strip()), device=device, dtype=dtype,

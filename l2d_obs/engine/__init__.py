@@ -1,10 +1,12 @@
 """The Live2Diff streaming engine (torch/diffusers side; knows nothing of OBS or cameras)."""
 
 from .components import Live2DiffComponents
+from .accel import Accelerations
 from .factory import build_components, build_engine, pick_device, pick_dtype
 from .stream import EngineSettings, EngineStats, StreamEngine
 
 __all__ = [
+    "Accelerations",
     "EngineSettings",
     "EngineStats",
     "Live2DiffComponents",

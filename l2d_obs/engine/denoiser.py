@@ -13,6 +13,7 @@ schedule computes exactly what running each frame through its steps one after th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -42,6 +43,7 @@ class LCMSchedule:
     sqrt_one_minus_alpha: torch.Tensor  # (T,)
     c_skip: torch.Tensor  # (T,)
     c_out: torch.Tensor  # (T,)
+    _rows: dict = field(default_factory=dict, repr=False, compare=False)  # (steps, dtype) -> StepRows
 
     @classmethod
     def from_scheduler(cls, scheduler, t_index_list: tuple[int, ...], num_inference_steps: int) -> "LCMSchedule":
@@ -64,12 +66,60 @@ class LCMSchedule:
     def num_steps(self) -> int:
         return int(self.timesteps.shape[0])
 
+    def rows(self, steps: tuple[int, ...], dtype: torch.dtype) -> "StepRows":
+        """The schedule's values for batch rows at ``steps``, on the schedule's device and ready to
+        broadcast. Picked with Python ints (no host-built index, no host read) and memoised: the
+        steady state reuses one StepRows per row configuration."""
+        key = (steps, dtype)
+        rows = self._rows.get(key)
+        if rows is None:
+            def pick(table: torch.Tensor) -> torch.Tensor:
+                return torch.stack([table[s] for s in steps])
+
+            def per_row(table: torch.Tensor) -> torch.Tensor:
+                return pick(table).view(-1, 1, 1, 1).to(dtype)
+
+            def next_of(s: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+                if s + 1 >= self.num_steps:
+                    return None
+                return self.sqrt_alpha[s + 1].to(dtype), self.sqrt_one_minus_alpha[s + 1].to(dtype)
+
+            rows = self._rows[key] = StepRows(
+                steps=steps,
+                timesteps=pick(self.timesteps),
+                sqrt_alpha=per_row(self.sqrt_alpha),
+                sqrt_one_minus_alpha=per_row(self.sqrt_one_minus_alpha),
+                c_skip=per_row(self.c_skip),
+                c_out=per_row(self.c_out),
+                renoise=tuple(next_of(s) for s in steps),
+            )
+        return rows
+
     def to(self, device) -> "LCMSchedule":
         return LCMSchedule(*(t.to(device) for t in (self.timesteps, self.sqrt_alpha, self.sqrt_one_minus_alpha, self.c_skip, self.c_out)))
 
 
-def _bcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return values.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
+@dataclass(frozen=True)
+class StepRows:
+    """An LCMSchedule's values for the rows of one call (device tensors, (R, 1, 1, 1) in the latents'
+    dtype; ``renoise[i]``: sqrt(a), sqrt(1 - a) of row i's next step, None for the last step)."""
+
+    steps: tuple[int, ...]
+    timesteps: torch.Tensor  # (R,) long
+    sqrt_alpha: torch.Tensor
+    sqrt_one_minus_alpha: torch.Tensor
+    c_skip: torch.Tensor
+    c_out: torch.Tensor
+    renoise: tuple[tuple[torch.Tensor, torch.Tensor] | None, ...]
+
+
+def _host_steps(steps) -> tuple[int, ...]:
+    """Row steps as Python ints: a list/tuple, or a CPU tensor (never read a device tensor here)."""
+    if isinstance(steps, torch.Tensor):
+        if steps.device.type != "cpu":
+            raise ValueError("pass row steps as Python ints or a CPU tensor (reading a device tensor blocks)")
+        return tuple(int(x) for x in steps.tolist())
+    return tuple(int(x) for x in steps)
 
 
 @dataclass
@@ -80,6 +130,8 @@ class UNetCall:
     context: TemporalContext
     prompt_embeds: torch.Tensor  # (1, seq, dim)
     conv_in_residual: list = field(default_factory=lambda: [None])  # shared with the conv_in hook
+    stream_unet: torch.nn.Module | None = None  # what stream-batch calls run (the compiled UNet); None: unet
+    observer: Callable[[TemporalContext], None] | None = None  # called before each UNet call (outside compile)
 
     def __call__(self, z: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor | None, frames_axis: bool) -> torch.Tensor:
         """z (N, 4, h, w). frames_axis=True: N frames of one stream (warmup/reference/clip);
@@ -87,9 +139,12 @@ class UNetCall:
         n = z.shape[0]
         sample = z.permute(1, 0, 2, 3).unsqueeze(0) if frames_axis else z.unsqueeze(2)  # (B, C, F, h, w)
         encoder_states = self.prompt_embeds.expand(n, -1, -1)
+        if self.observer is not None:
+            self.observer(self.context)
         self.conv_in_residual[0] = cond
         try:
-            out = self.unet(sample, timesteps, encoder_hidden_states=encoder_states, return_dict=False)[0]
+            unet = self.unet if frames_axis or self.stream_unet is None else self.stream_unet
+            out = unet(sample, timesteps, encoder_hidden_states=encoder_states, return_dict=False)[0]
         finally:
             self.conv_in_residual[0] = None
         return out[0].permute(1, 0, 2, 3) if frames_axis else out[:, :, 0]
@@ -120,17 +175,19 @@ class StreamBatchDenoiser:
         job.step = 0
         return job
 
-    def _update(self, jobs: list[LatentJob], eps: torch.Tensor, steps: torch.Tensor) -> None:
-        """One LCM step for each job: x0 from eps, boundary-condition mix, re-noise for the next step."""
-        s = self.schedule
+    def _update(self, jobs: list[LatentJob], eps: torch.Tensor, steps) -> None:
+        """One LCM step for each job: x0 from eps, boundary-condition mix, re-noise for the next step.
+        ``steps``: each job's step, as Python ints or a CPU tensor."""
         z = torch.cat([j.z for j in jobs])
-        x0 = (z - _bcast(s.sqrt_one_minus_alpha[steps], z) * eps) / _bcast(s.sqrt_alpha[steps], z)
-        denoised = _bcast(s.c_out[steps], z) * x0 + _bcast(s.c_skip[steps], z) * z
+        r = self.schedule.rows(_host_steps(steps), z.dtype)
+        x0 = (z - r.sqrt_one_minus_alpha * eps) / r.sqrt_alpha
+        denoised = r.c_out * x0 + r.c_skip * z
         for i, job in enumerate(jobs):
-            step = int(steps[i])
-            if step + 1 < s.num_steps:
+            step = r.steps[i]
+            renoise = r.renoise[i]
+            if renoise is not None:
                 nxt = step + 1
-                job.z = s.sqrt_alpha[nxt].to(z.dtype) * denoised[i : i + 1] + s.sqrt_one_minus_alpha[nxt].to(z.dtype) * job.noise[nxt : nxt + 1]
+                job.z = renoise[0] * denoised[i : i + 1] + renoise[1] * job.noise[nxt : nxt + 1]
             else:
                 job.denoised = denoised[i : i + 1]
                 job.z = None
@@ -162,13 +219,13 @@ class StreamBatchDenoiser:
         try:
             z = torch.cat([j.z for j in jobs])
             cond = None if jobs[0].cond is None else torch.cat([j.cond for j in jobs])
-            steps_t = torch.tensor(steps, dtype=torch.long)
-            eps = self.call(z, self.schedule.timesteps[steps_t], cond, frames_axis=False)
+            rows = self.schedule.rows(tuple(steps), z.dtype)  # device values, memoised: no upload
+            eps = self.call(z, rows.timesteps, cond, frames_axis=False)
         except BaseException:
             self.context.rows = None  # nothing committed: the call can be retried or the stream reset
             raise
         self.context.end_stream()
-        self._update(jobs, eps, steps_t)
+        self._update(jobs, eps, steps)
         finished = None
         if jobs[-1].step == self.schedule.num_steps:
             finished = jobs.pop()

@@ -9,6 +9,7 @@ import torch
 from ..dtypes import parse_dtype
 from ..errors import ConfigError
 from ..progress import ProgressFn, no_progress
+from .accel import Accelerations
 from .components import Live2DiffComponents
 from .stream import EngineSettings, StreamEngine
 
@@ -59,17 +60,31 @@ def resolve_device_and_dtype(profile, device: str | None = None, dtype: str | No
     return dev, pick_dtype(dev, dtype or profile.engine.dtype)
 
 
-def build_engine(profile, device: str | None = None, dtype: str | None = None, progress: ProgressFn = no_progress,
-                 **overrides) -> StreamEngine:
-    """A ready StreamEngine for ``profile`` (overrides: any EngineSettings field, e.g. pipelined=False)."""
+def resolve_accelerations(profile, device: torch.device, compile: bool | None = None, cuda_graphs: bool | None = None,
+                          channels_last: bool | None = None, backend: str | None = None) -> Accelerations:
+    """Command line (None: not given) over the profile's [engine] table over the device's defaults."""
+    return Accelerations.resolve(device, profile.engine, compile=compile, cuda_graphs=cuda_graphs,
+                                 channels_last=channels_last, backend=backend)
+
+
+def build_engine(profile, device: str | None = None, dtype: str | None = None, progress: ProgressFn = no_progress, *,
+                 compile: bool | None = None, cuda_graphs: bool | None = None, channels_last: bool | None = None,
+                 backend: str | None = None, accel: Accelerations | None = None, **overrides) -> StreamEngine:
+    """A ready StreamEngine for ``profile`` (overrides: any EngineSettings field, e.g. pipelined=False).
+
+    Speed options: ``accel`` as given, or resolved from ``compile``/``cuda_graphs``/``channels_last``
+    (None: not given) over the profile's [engine] table over the device's defaults (on with CUDA).
+    With compile on, every compiled variant is warmed here ("compiling: ..." progress)."""
     dev, dt = resolve_device_and_dtype(profile, device, dtype)
     if dev.type == "cpu" and dt != torch.float32:
         # Measured on a 2-core CPU with toon: 6.6 s a frame in fp16 against 0.4 s in fp32.
         log.warning("%s on a CPU is many times slower than fp32 (CPUs have no fast half-precision path); "
                     "use --dtype fp32", str(dt).removeprefix("torch."))
+    if accel is None:
+        accel = resolve_accelerations(profile, dev, compile, cuda_graphs, channels_last, backend)
     components = build_components(profile, dev, dt, progress=progress)
     progress("preparing the engine", 0.95)
     settings = EngineSettings.from_profile(profile, **overrides)
-    log.info("engine: profile %s on %s (%s), %dx%d, T=%d, L=%d, Lw=%d", profile.name, dev, str(dt).removeprefix("torch."),
-             settings.width, settings.height, settings.steps, settings.window, settings.warmup)
-    return StreamEngine(components, settings, device=dev, dtype=dt)
+    log.info("engine: profile %s on %s (%s), %dx%d, T=%d, L=%d, Lw=%d, %s", profile.name, dev, str(dt).removeprefix("torch."),
+             settings.width, settings.height, settings.steps, settings.window, settings.warmup, accel.describe())
+    return StreamEngine(components, settings, device=dev, dtype=dt, accel=accel, progress=progress)

@@ -23,10 +23,13 @@ import torch
 
 from ..errors import EngineError, FrameSizeError
 from ..frames import Frame
+from ..progress import ProgressFn, no_progress
+from .accel import Accelerations, apply_channels_last, compile_stream_unet, stream_variants
 from .components import Live2DiffComponents
 from .denoiser import LatentJob, LCMSchedule, StreamBatchDenoiser, UNetCall
 from .depth import depth_to_vae_input
 from .temporal import patch_motion_modules
+from .transfer import Uploader
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ class EngineSettings:
     seed: int = 42
     noise: str = "fixed"  # "fixed": the same noise for every frame; "fresh": new noise per frame
     pipelined: bool = True  # stream batch; False = each frame through its T steps alone
+    similarity_filter: bool = False  # skip nearly static frames, repeating the last output
+    similarity_threshold: float = 0.98  # skip when 1 - mean |frame - last pushed frame| / 255 >= this
+    max_skips: int = 10  # consecutive skips at most (then a frame is pushed anyway)
 
     @classmethod
     def from_profile(cls, profile, **overrides) -> "EngineSettings":
@@ -59,6 +65,9 @@ class EngineSettings:
             seed=profile.seed,
             noise=profile.noise,
             pipelined=profile.engine.pipelined,
+            similarity_filter=profile.engine.similarity_filter,
+            similarity_threshold=profile.engine.similarity_threshold,
+            max_skips=profile.engine.max_skips,
         )
         values.update(overrides)
         return cls(**values)
@@ -78,7 +87,14 @@ class EngineStats:
     cache_bytes: int = 0
     steady_pushes: int = 0
     switches: int = 0
+    skipped: int = 0  # frames the similarity filter answered with the last output (no model run)
     last_switch_ms: float = 0.0  # re-warm time of the last style switch (preparation not included)
+
+
+def frame_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - mean |a - b| / 255 over every pixel (host pixels, ~1 ms at 512x512: no device work; a
+    subsampled grid can miss a small moving object entirely)."""
+    return 1.0 - float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) / 255.0
 
 
 def _mix_seed(seed: int, index: int) -> int:
@@ -168,9 +184,14 @@ class StreamEngine:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         name: str = "",
+        accel: Accelerations | None = None,
+        progress: ProgressFn = no_progress,
     ) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
+        self.accel = accel or Accelerations()
+        self._upload = Uploader(self.device)
+        self._progress = progress  # reports compilation at build; a style switch re-warms silently
         self._conv_in_residual: list = [None]
         self._hook = None
         self.recent_inputs: deque[Frame] = deque(maxlen=settings.warmup)  # for re-warming after a switch
@@ -184,6 +205,8 @@ class StreamEngine:
             self._hook.remove()
         self.style = style
         self.device, self.dtype = style.device, style.dtype  # a style may run elsewhere (its [engine] table)
+        if self._upload.device != self.device:
+            self._upload = Uploader(self.device)
         self.settings = style.settings
         self.components = c
         self.use_depth = c.depth_encoder is not None and c.depth_estimator is not None
@@ -197,8 +220,64 @@ class StreamEngine:
         self._fixed_noise: torch.Tensor | None = None
         self._warmup_jobs: list[LatentJob] = []
         self._next_number = 0  # frames pushed since reset: drives the per-frame noise
+        self._forget_similar()
         if self.recent_inputs.maxlen != self.settings.warmup:
             self.recent_inputs = deque(self.recent_inputs, maxlen=self.settings.warmup)
+        self._accelerate()
+
+    # -- accelerations (engine/accel.py) --------------------------------------------------------------
+
+    def _accelerate(self) -> None:
+        """Apply the engine's speed options to the installed style; with compile on, warm every
+        compiled variant now so that nothing compiles mid-stream."""
+        accel, c = self.accel, self.components
+        if accel.channels_last:
+            apply_channels_last(c)
+        if not accel.compile:
+            return
+        variants = stream_variants(self.settings.steps, self.settings.window, self.settings.warmup, self.settings.pipelined)
+        self.denoiser.call.stream_unet = compile_stream_unet(c.unet, accel, len(variants))
+        self.warm_compiled_variants(self._progress)
+        self._progress = no_progress
+
+    def warm_plan(self) -> list[tuple[str, int]]:
+        """(phase, frames) of the synthetic streams that run every compiled variant once: a stream
+        past the point where the recent ring is full, drained (fill, masked and unmasked T rows,
+        unmasked drain), then a short one drained while the ring is still filling (masked drain)."""
+        s = self.settings
+        cap = s.window - s.warmup
+        fill = s.steps - 1 if s.pipelined else 0
+        return [("warmup", s.warmup), ("pipeline fill", fill), ("steady state", cap + 1), ("drain", 0),
+                ("warmup", s.warmup), ("pipeline fill", fill), ("drain", 0)]
+
+    @torch.no_grad()
+    def warm_compiled_variants(self, progress: ProgressFn = no_progress) -> int:
+        """Run the warm plan on synthetic frames (compiling each stream variant) and leave the engine
+        as it was: same recent frames, same statistics, an empty pipeline. Returns frames pushed."""
+        stats, recent = self.stats, list(self.recent_inputs)
+        self.stats = EngineStats()  # the warm pass's frames are not the user's
+        plan = self.warm_plan()
+        total = sum(n for _, n in plan) or 1
+        pushed = 0
+        rng = np.random.default_rng(0)
+        base = rng.integers(0, 256, (self.height, self.width, 3), dtype=np.uint8)
+        self.reset()
+        try:
+            for phase, count in plan:
+                if count == 0:
+                    progress(f"compiling: {phase}", pushed / total)
+                    self.flush()
+                    continue
+                for _ in range(count):
+                    progress(f"compiling: {phase}", pushed / total)
+                    self._push(Frame(pixels=np.roll(base, 3 * pushed, axis=1), index=pushed))  # never filtered
+                    pushed += 1
+            progress("compiling: done", 1.0)
+        finally:
+            self.reset()
+            self.stats = stats
+            self.recent_inputs.extend(recent)
+        return pushed
 
     def prepare(self, components: Live2DiffComponents, settings: EngineSettings, name: str = "") -> PreparedStyle:
         """Prepare a style for this engine's device and precision (safe on another thread)."""
@@ -251,7 +330,7 @@ class StreamEngine:
 
     def _to_tensor(self, pixels: np.ndarray) -> torch.Tensor:
         """HxWx3 uint8 -> (1, 3, H, W) in [0, 1] on the engine's device and dtype."""
-        t = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        t = self._upload(torch.from_numpy(np.ascontiguousarray(pixels)))  # pinned + non-blocking on CUDA
         return t.permute(2, 0, 1).unsqueeze(0).to(self.dtype).div_(255.0)
 
     @torch.no_grad()
@@ -280,7 +359,7 @@ class StreamEngine:
         seed = self.settings.seed if self.settings.noise == "fixed" else _mix_seed(self.settings.seed, number)
         # Drawn on the CPU so a seed gives the same noise on every device.
         generator = torch.Generator().manual_seed(seed)
-        noise = torch.randn(shape, generator=generator).to(device=self.device, dtype=self.dtype)
+        noise = self._upload(torch.randn(shape, generator=generator)).to(self.dtype)
         if self.settings.noise == "fixed":
             self._fixed_noise = noise
         return noise
@@ -311,8 +390,42 @@ class StreamEngine:
 
     # -- the public API ------------------------------------------------------------------------------
 
+    def _forget_similar(self) -> None:
+        self._last_pushed: np.ndarray | None = None  # pixels of the last frame run through the model
+        self._last_output: Frame | None = None
+        self._skips = 0
+
+    def _skip_similar(self, frame: Frame) -> list[Frame] | None:
+        """The similarity filter: the last output again (with this frame's index and time) when the
+        frame nearly equals the last one pushed; None to push it. Nothing of the model is touched."""
+        s = self.settings
+        if (not s.similarity_filter or self._last_output is None or self._last_pushed is None
+                or self._skips >= s.max_skips or frame.pixels.shape != self._last_pushed.shape):
+            return None
+        if frame_similarity(frame.pixels, self._last_pushed) < s.similarity_threshold:
+            return None
+        self._skips += 1
+        self.stats.frames_in += 1
+        self.stats.frames_out += 1
+        self.stats.skipped += 1
+        return [frame.with_pixels(self._last_output.pixels)]
+
     def push(self, frame: Frame) -> list[Frame]:
         """Feed one input frame; returns the frames that finished (in input order)."""
+        skipped = self._skip_similar(frame)
+        if skipped is not None:
+            return skipped
+        warming = self.warming_up
+        outputs = self._push(frame)
+        if self.settings.similarity_filter:
+            self._last_pushed, self._skips = frame.pixels, 0
+            if outputs and not warming:
+                # Only once the stream batch is full: a skip keeps its frames in flight, so the next
+                # push still finishes one and the output rate stays one frame per camera frame.
+                self._last_output = outputs[-1]
+        return outputs
+
+    def _push(self, frame: Frame) -> list[Frame]:
         started = time.perf_counter()
         job = self.make_job(frame)  # validates the frame before anything is counted or kept
         self.stats.frames_in += 1
@@ -351,6 +464,7 @@ class StreamEngine:
         self._warmup_jobs = []
         self._next_number = 0
         self.recent_inputs.clear()
+        self._forget_similar()
 
     def _record(self, started: float) -> None:
         ms = (time.perf_counter() - started) * 1000

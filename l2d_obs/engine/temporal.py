@@ -54,6 +54,75 @@ class RowLayout:
     q_positions: torch.Tensor  # (R,) long: PE position of the row's query (the newest)
     all_valid: bool  # every slot valid for every row: no mask needed
     rows_are_all_steps: bool  # rows are exactly steps 0..S-1 in order: read the cache without a gather
+    row_steps: tuple[int, ...] = ()  # the same steps on the host (bookkeeping never reads the device)
+
+
+# Distinct STREAM layouts a context remembers (the steady state cycles through L - Lw of them).
+_MAX_LAYOUTS = 512
+
+
+@dataclass
+class _CountTables:
+    """Per recent-frame count c (after the row's own frame is appended), on one device: the PE
+    position of every slot, which slots hold a frame, the slot written, the query's position.
+    Entry c - 1 for c <= 2(L - Lw); later counts repeat with period L - Lw (see ``entry``)."""
+
+    positions: torch.Tensor  # (E, L) long
+    valid: torch.Tensor  # (E, L) bool
+    write_slot: torch.Tensor  # (E,) long
+    q_position: torch.Tensor  # (E,) long
+    step_ids: torch.Tensor  # (T,) long: 0..T-1
+    valid_host: list[bool]  # entry -> every slot valid
+
+    @staticmethod
+    def entry(count_after: int, cap: int) -> int:
+        if count_after <= 2 * cap:
+            return count_after - 1
+        return cap + (count_after - cap - 1) % cap
+
+    @classmethod
+    def build(cls, window: int, warmup: int, num_steps: int, device: torch.device) -> "_CountTables":
+        L, Lw, cap = window, warmup, window - warmup
+        positions, valid, slots, q_pos = [], [], [], []
+        for count_after in range(1, 2 * cap + 1):
+            n = min(count_after, cap)
+            oldest = count_after - n  # recent-frame number of the oldest one still in the window
+            pos = list(range(L))  # warmup slots keep positions 0..Lw-1
+            ok = [True] * Lw + [False] * cap
+            for r in range(oldest, count_after):
+                slot = Lw + r % cap
+                pos[slot] = Lw + (r - oldest)
+                ok[slot] = True
+            positions.append(pos)
+            valid.append(ok)
+            slots.append(Lw + (count_after - 1) % cap)
+            q_pos.append(Lw + n - 1)
+        # Built once per (context, device), outside any stream call.
+        return cls(
+            positions=torch.tensor(positions, dtype=torch.long).to(device),
+            valid=torch.tensor(valid, dtype=torch.bool).to(device),
+            write_slot=torch.tensor(slots, dtype=torch.long).to(device),
+            q_position=torch.tensor(q_pos, dtype=torch.long).to(device),
+            step_ids=torch.arange(num_steps, dtype=torch.long).to(device),
+            valid_host=[all(v) for v in valid],
+        )
+
+    def layout(self, row_steps: tuple[int, ...], entries: list[int], cap: int) -> RowLayout:
+        """Rows' layouts gathered with Python ints (views and one stack each: no host data read)."""
+
+        def rows_of(table: torch.Tensor, index) -> torch.Tensor:
+            return torch.stack([table[i] for i in index])
+
+        return RowLayout(
+            steps=rows_of(self.step_ids, row_steps),
+            write_slots=rows_of(self.write_slot, entries),
+            kv_positions=rows_of(self.positions, entries),
+            kv_valid=rows_of(self.valid, entries),
+            q_positions=rows_of(self.q_position, entries),
+            all_valid=all(self.valid_host[e] for e in entries),
+            rows_are_all_steps=row_steps == tuple(range(len(self.step_ids))),
+            row_steps=row_steps,
+        )
 
 
 @dataclass
@@ -79,6 +148,8 @@ class TemporalContext:
     frames_layout: WindowLayout | None = None
     steps: list[StepWindow] = field(default_factory=list)
     processors: list["StreamingTemporalAttnProcessor"] = field(default_factory=list)
+    _tables: dict = field(default_factory=dict, repr=False)  # device -> _CountTables
+    _layouts: dict = field(default_factory=dict, repr=False)  # (device, rows, entries) -> RowLayout
 
     def __post_init__(self) -> None:
         if not 1 <= self.warmup < self.window:
@@ -123,44 +194,40 @@ class TemporalContext:
         self.warmup_step = step
         self.steps[step].warmup_len = num_frames
 
+    def _count_tables(self, device: torch.device) -> "_CountTables":
+        tables = self._tables.get(device)
+        if tables is None:
+            tables = self._tables[device] = _CountTables.build(self.window, self.warmup, self.num_steps, device)
+        return tables
+
     def begin_stream(self, row_steps: list[int], device: torch.device) -> None:
+        """Set the row layout of a STREAM call. Sync-free: the layout of a row depends only on how
+        many recent frames its step holds (periodic with period L - Lw once the ring is full), so
+        it is picked from tables built once on the device with Python-int indexing; a call's layout
+        is memoised, so the steady state reuses the same L - Lw layouts and launches nothing."""
+        row_steps = tuple(int(s) for s in row_steps)
         if len(set(row_steps)) != len(row_steps):
-            raise ValueError(f"each batch row must be at a different step, got {row_steps}")
-        L, Lw, cap = self.window, self.warmup, self.recent_capacity
-        write_slots, kv_pos, kv_valid, q_pos = [], [], [], []
+            raise ValueError(f"each batch row must be at a different step, got {list(row_steps)}")
+        cap = self.recent_capacity
+        entries = []
         for s in row_steps:
             st = self.steps[s]
-            if st.warmup_len != Lw:
-                raise RuntimeError(f"step {s} has {st.warmup_len} warmup frames cached, need {Lw}")
-            count_after = st.recent_count + 1  # the row's own frame is appended first
-            n = min(count_after, cap)
-            oldest = count_after - n  # recent-frame number of the oldest one still in the window
-            positions = list(range(L))  # warmup slots keep positions 0..Lw-1
-            valid = [True] * Lw + [False] * cap
-            for r in range(oldest, count_after):
-                slot = Lw + r % cap
-                positions[slot] = Lw + (r - oldest)
-                valid[slot] = True
-            write_slots.append(Lw + (count_after - 1) % cap)
-            kv_pos.append(positions)
-            kv_valid.append(valid)
-            q_pos.append(Lw + n - 1)
-        valid_t = torch.tensor(kv_valid, dtype=torch.bool)
+            if st.warmup_len != self.warmup:
+                raise RuntimeError(f"step {s} has {st.warmup_len} warmup frames cached, need {self.warmup}")
+            entries.append(_CountTables.entry(st.recent_count + 1, cap))  # the row's own frame is appended first
+        key = (device, row_steps, tuple(entries))
+        layout = self._layouts.get(key)
+        if layout is None:
+            if len(self._layouts) >= _MAX_LAYOUTS:
+                self._layouts.clear()
+            layout = self._layouts[key] = self._count_tables(device).layout(row_steps, entries, cap)
         self.mode = AttentionMode.STREAM
-        self.rows = RowLayout(
-            steps=torch.tensor(row_steps, dtype=torch.long, device=device),
-            write_slots=torch.tensor(write_slots, dtype=torch.long, device=device),
-            kv_positions=torch.tensor(kv_pos, dtype=torch.long, device=device),
-            kv_valid=valid_t.to(device),
-            q_positions=torch.tensor(q_pos, dtype=torch.long, device=device),
-            all_valid=bool(valid_t.all()),
-            rows_are_all_steps=list(row_steps) == list(range(self.num_steps)),
-        )
+        self.rows = layout
 
     def end_stream(self) -> None:
         """Commit the frames a STREAM call appended (call after the UNet call succeeded)."""
         assert self.rows is not None
-        for s in self.rows.steps.tolist():
+        for s in self.rows.row_steps:
             self.steps[s].recent_count += 1
         self.rows = None
 
@@ -258,6 +325,8 @@ class StreamingTemporalAttnProcessor:
         self._pe_proj: tuple[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     # Projected PE rows, recomputed only when the weights change (LoRA fuse, reload, dtype move).
+    # Eager calls (warmup, reference, clip) check the weights; STREAM calls use what the stream's
+    # warmup stored, so weights must not change between a warmup and the stream it starts.
     def _projected_pe(self, attn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         weights = (attn.to_q.weight, attn.to_k.weight, attn.to_v.weight)
         if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
@@ -329,7 +398,11 @@ class StreamingTemporalAttnProcessor:
         tokens = x.shape[0] // num_rows
         if x.shape[1] != 1 or tokens * num_rows != x.shape[0]:
             raise RuntimeError(f"streaming expects one frame per row, got hidden states {tuple(x.shape)}")
-        q_pe, k_pe, v_pe = self._projected_pe(attn)
+        if self._pe_proj is None:
+            raise RuntimeError("streaming before warmup: the projected positional encodings are not set")
+        # The rows the warmup of this stream projected (eager, with the weight check): no Python-level
+        # tensor identity check here, so the compiled stream call stays one graph.
+        q_pe, k_pe, v_pe = self._pe_proj[1]
         x = x.view(num_rows, tokens, -1)
         q, k_new, v_new = attn.to_q(x), attn.to_k(x), attn.to_v(x)  # (R, HW, C)
         cache = self.cache
@@ -404,9 +477,10 @@ def patch_motion_modules(unet: nn.Module, window: int, warmup: int, num_steps: i
     for transformer in transformers:
         norm = transformer.norm
         if not isinstance(norm, PerFrameGroupNorm):
-            per_frame = PerFrameGroupNorm(norm.num_groups, norm.num_channels, eps=norm.eps, affine=norm.affine)
+            per_frame = PerFrameGroupNorm(norm.num_groups, norm.num_channels, eps=norm.eps, affine=norm.affine,
+                                          device=norm.weight.device, dtype=norm.weight.dtype)
             per_frame.load_state_dict(norm.state_dict())
-            transformer.norm = per_frame.to(device=norm.weight.device, dtype=norm.weight.dtype)
+            transformer.norm = per_frame
         for block in transformer.transformer_blocks:
             table = block.pos_embed
             if table is None:

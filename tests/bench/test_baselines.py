@@ -75,3 +75,14 @@ def test_full_depth_parts_have_the_real_architecture():
     assert 1.1e8 < sum(p.numel() for p in dpt.model.parameters()) < 1.4e8  # MiDaS DPT-hybrid ~123M
     e_cond = DepthEncoder(4, 320)  # the official ladder 4 -> ... -> 320
     assert e_cond.conv_out.out_channels == 320
+
+
+def test_bench_builds_its_engine_through_the_engines_accelerations():
+    from l2d_obs.bench.setup import build_bench_engine, engine_accelerations
+    from l2d_obs.engine.accel import Accelerations as EngineAccelerations
+
+    cfg = BenchConfig(size="tiny", window=6, warmup=3, frames=1, repeats=1, parts=("engine",))
+    bench = build_bench_engine(cfg)
+    assert bench.engine.accel == engine_accelerations(cfg.accel, bench.device) == EngineAccelerations()
+    assert bench.engine.denoiser.call.unet is bench.engine.components.unet  # nothing patched from outside
+    assert bench.engine.denoiser.call.stream_unet is None  # compile off on a CPU, as `start` would run it

@@ -102,6 +102,15 @@ def test_daemon_and_soak_figures(tiny_report):
     assert s["cache_bytes_after_run"] == s["cache_bytes_after_warmup"] == tiny_report["engine"]["cache_bytes"]
 
 
+def test_graphs_part_reports_one_graph_no_breaks_no_recompiles_and_two_transfers(tiny_report):
+    g = tiny_report["graphs"]
+    c, t = g["compiled_stream_step"], g["transfers"]
+    assert c["graphs_per_stream_call"] == 1 and c["graphs_at_warmup"] == c["variants"] == 4  # T=2: rows 1..2 x mask
+    assert c["graph_breaks"] == 0 and c["recompiles_after_warmup"] == 0 and c["frames"] >= 40
+    assert t["host_device_transfers_per_push"] == 2
+    assert t["uploads_per_push"] == 1 and t["downloads_per_push"] == 1 and t["outputs_per_push"] == 1
+
+
 def test_human_table_and_bad_options(capsys):
     code = main(["bench", "--size", "tiny", "--device", "cpu", "--compile"])
     assert code == 2
