@@ -101,6 +101,13 @@ def check_state_dict(
         for k in set(expected) & set(state_dict)
         if tuple(state_dict[k].shape) != tuple(expected[k].shape)
     )
+    problems = mismatch_problems(wrong_shape, missing, unexpected)
+    if problems:
+        raise CheckpointError(f"{file}: does not match the {what} architecture: " + "; ".join(problems))
+
+
+def mismatch_problems(wrong_shape: list[str], missing: list[str] | None = None, unexpected: list[str] | None = None) -> list[str]:
+    """One phrase per kind of mismatch between a file's tensors and a model's, for a one-line error."""
     problems = []
     if wrong_shape:
         problems.append(f"{len(wrong_shape)} tensor(s) of the wrong shape: {_short_list(wrong_shape)}")
@@ -108,8 +115,7 @@ def check_state_dict(
         problems.append(f"{len(missing)} missing key(s): {_short_list(missing)}")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected key(s): {_short_list(unexpected)}")
-    if problems:
-        raise CheckpointError(f"{file}: does not match the {what} architecture: " + "; ".join(problems))
+    return problems
 
 
 def load_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], file: Path | str, what: str) -> None:

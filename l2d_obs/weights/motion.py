@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import CheckpointError
-from .checkpoint import StateDict, _short_list
+from .checkpoint import StateDict, _short_list, mismatch_problems
 
 if TYPE_CHECKING:  # annotations only: the heavy imports happen where the models are built
     from diffusers import UNet2DConditionModel, UNetMotionModel
@@ -282,13 +282,7 @@ def build_motion_unet(unet2d: "UNet2DConditionModel", motion: MotionWeights, num
         for k in set(expected) & set(full)
         if full[k].shape != expected[k].shape
     )
-    problems = []
-    if wrong:
-        problems.append(f"{len(wrong)} tensor(s) of the wrong shape: {_short_list(wrong)}")
-    if missing:
-        problems.append(f"{len(missing)} missing key(s): {_short_list(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_short_list(unexpected)}")
+    problems = mismatch_problems(wrong, missing, unexpected)
     if problems:
         raise CheckpointError(
             f"{motion.source_file}: motion modules do not fit this UNet (made for another base?): " + "; ".join(problems)
@@ -322,11 +316,7 @@ def _check_unet2d_keys(unet2d: "UNet2DConditionModel", motion: MotionWeights) ->
         f"{k} {tuple(v.shape)} != {tuple(base[k].shape)}" for k, v in motion.unet2d_state.items()
         if k in base and v.shape != base[k].shape
     )
-    problems = []
-    if wrong:
-        problems.append(f"{len(wrong)} tensor(s) of the wrong shape: {_short_list(wrong)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_short_list(unexpected)}")
+    problems = mismatch_problems(wrong, unexpected=unexpected)
     if problems:
         raise CheckpointError(
             f"{motion.source_file}: its 2D UNet keys do not fit this base (made for another base?): " + "; ".join(problems)

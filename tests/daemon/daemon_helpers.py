@@ -160,3 +160,15 @@ def write_test_video(path: Path, frames: int, size=(96, 64), fps: float = 30.0) 
         out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     cap.release()
     return out
+
+
+def playable_frames(path) -> int:
+    """How many frames a video file plays (it must open)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"{path} does not open as a video"
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    return count

@@ -20,7 +20,7 @@ from l2d_obs.daemon import Daemon, DaemonConfig
 from l2d_obs.profiles import load_profile
 from l2d_obs.sinks.video import VideoFileSink
 from l2d_obs.sources.pattern import PatternSource
-from tests.daemon.daemon_helpers import PassThroughEngine, RecordingSink
+from tests.daemon.daemon_helpers import PassThroughEngine, RecordingSink, playable_frames
 
 @contextlib.contextmanager
 def small_disk(tmp_path: Path, monkeypatch, disk_bytes: int) -> Iterator[Path]:
@@ -45,12 +45,7 @@ def small_disk(tmp_path: Path, monkeypatch, disk_bytes: int) -> Iterator[Path]:
 
 
 def _frame_count(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"{path} does not open"
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    return n
+    return playable_frames(path)
 
 
 # Disks small enough for 600 moving 320x240 frames to fill them (an .mp4 of them takes ~300 KB).

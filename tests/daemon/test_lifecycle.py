@@ -11,13 +11,12 @@ import json
 import signal
 import time
 
-import cv2
 import pytest
 
 from l2d_obs.control.client import ControlClient, read_control_file
 from l2d_obs.control.instance import lock_file
 from l2d_obs.control.server import control_file
-from tests.daemon.daemon_helpers import cli, cli_run, wait_until
+from tests.daemon.daemon_helpers import cli, cli_run, playable_frames, wait_until
 
 
 def _status() -> dict | None:
@@ -48,12 +47,7 @@ def _start(*args: str, output: str = "null", profile: str = "tiny"):
 
 
 def _playable(path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"{path} does not open as a video"
-    count = 0
-    while cap.read()[0]:
-        count += 1
-    return count
+    return playable_frames(path)
 
 
 def test_second_start_fails_fast_naming_the_first_and_leaves_it_reachable(tmp_path):
