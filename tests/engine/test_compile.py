@@ -16,14 +16,6 @@ from l2d_obs.profiles import EngineSpec, load_profile
 from tests.engine.helpers import make_engine, moving_frames
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_accelerations_default_on_with_cuda_off_on_cpu_and_are_switchable():
     assert Accelerations.resolve("cpu") == Accelerations()
     cuda = Accelerations.resolve("cuda")

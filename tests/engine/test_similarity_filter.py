@@ -14,14 +14,6 @@ from l2d_obs.profiles import load_profile_file, load_profile
 from tests.engine.helpers import make_engine, moving_frames
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _engine(filter_on: bool, max_skips: int = 3) -> tuple[StreamEngine, list[int]]:
     settings = replace(make_engine(2).settings, similarity_filter=filter_on, similarity_threshold=0.98,
                        max_skips=max_skips)

@@ -11,14 +11,6 @@ from l2d_obs.engine.tiny import build_tiny_components
 from tests.engine.helpers import make_engine, moving_frames
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _meta_engine(steps: int, noise: str = "fixed", pipelined: bool = True) -> StreamEngine:
     settings = make_engine(steps, noise=noise, pipelined=pipelined, depth=True).settings
     return StreamEngine(build_tiny_components(0, depth=True), settings, device="meta", dtype=torch.float32)

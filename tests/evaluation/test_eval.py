@@ -34,7 +34,6 @@ from l2d_obs.evaluation.variants import (
 )
 from l2d_obs.profiles import load_profile
 
-torch.set_num_threads(1)
 SIZE = 64  # the tiny profile's resolution: no resizing in the engine
 
 

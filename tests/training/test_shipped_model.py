@@ -14,7 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from l2d_obs.evaluation.metrics import (
     mean_edge_correlation,
@@ -28,11 +27,6 @@ from l2d_obs.training.stylize import stylize
 
 SIZE = 128
 FRAMES = 24
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def heldout_clips() -> dict[str, np.ndarray]:

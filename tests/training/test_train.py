@@ -18,11 +18,6 @@ from l2d_obs.training.trainer import Trainer
 SMOKE = Path(__file__).resolve().parents[2] / "l2d_obs" / "data" / "train" / "tiny-smoke.toml"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "smoke"

@@ -29,7 +29,6 @@ from l2d_obs.errors import CheckpointError
 from l2d_obs.weights.checkpoint import read_state_dict
 from l2d_obs.weights.motion import build_motion_unet, load_unet2d_keys, map_original_motion_checkpoint, motion_positions
 
-torch.set_num_threads(1)
 
 WINDOW = 16  # attention_kwargs.window_size of Live2Diff's configs/base_config.yaml: the length of q_pe & co.
 
