@@ -60,12 +60,12 @@ def default_engine_factory(device: str | None = None, dtype: str | None = None,
     """``accel_options``: the command line's compile / cuda_graphs / channels_last (None: the profile's
     [engine] table, else the device's default)."""
     options = {k: v for k, v in (accel_options or {}).items() if v is not None}
+    if progress is not None:
+        options["progress"] = progress
 
     def build(profile: Profile) -> EngineLike:
         from .engine import build_engine  # torch is imported only when an engine is really needed
 
-        if progress is not None:
-            options["progress"] = progress
         return build_engine(profile, device=device, dtype=dtype, **options)
 
     return build
@@ -260,7 +260,7 @@ class Daemon:
         self.phase = phase
         if step is not None:
             self.progress.update(step, fraction)
-        log.info("%s%s", phase, f": {step}" if step else "")
+        self._event("%s%s", phase, f": {step}" if step else "")
 
     def status_line(self) -> str:
         st = self.status()
@@ -366,8 +366,6 @@ class Daemon:
 
         self._loader = threading.Thread(target=load, name="l2d-load", daemon=True)
         self._loader.start()
-        stream = self.config.status_stream or sys.stderr
-        tty = hasattr(stream, "isatty") and stream.isatty()
         shown = ""
         while self._loader.is_alive():
             if self._stop.wait(0.1):
@@ -375,14 +373,10 @@ class Daemon:
             line = self.status_line()
             if line != shown:
                 shown = line
-                if tty:
-                    stream.write("\r\x1b[2K" + line)
-                    stream.flush()
-                else:
+                if not self._show(line):
                     log.info("%s", line)
-        if tty and shown:
-            stream.write("\r\x1b[2K")
-            stream.flush()
+        if shown:
+            self._show("")
         if "error" in result:
             raise result["error"]
         return result["engine"]
@@ -395,6 +389,21 @@ class Daemon:
         self.control = ControlServer(self, port=self.config.control_port)
         self.control.start()
 
+    def _event(self, fmt: str, *args: object) -> None:
+        """A log line about the daemon's life; on a terminal the live status line is cleared first, so
+        the two do not run into each other (the next redraw brings it back)."""
+        self._show("")
+        log.info(fmt, *args)
+
+    def _show(self, line: str, end: str = "") -> bool:
+        """Redraw the one live status line on a terminal; False (nothing drawn) when not a terminal."""
+        stream = self.config.status_stream or sys.stderr
+        if not (hasattr(stream, "isatty") and stream.isatty()):
+            return False
+        stream.write("\r\x1b[2K" + line + end)
+        stream.flush()
+        return True
+
     def _supervise(self) -> None:
         """Main thread: show the status line until something stops the daemon."""
         stream = self.config.status_stream or sys.stderr
@@ -405,15 +414,10 @@ class Daemon:
             if not any(t.is_alive() for t in self._threads):
                 break
             now = time.monotonic()
-            if tty:
-                stream.write("\r\x1b[2K" + self.status_line())
-                stream.flush()
-            elif now - last_log >= max(interval, 5.0):
+            if not self._show(self.status_line()) and now - last_log >= max(interval, 5.0):
                 log.info("%s", self.status_line())
                 last_log = now
-        if tty:
-            stream.write("\r\x1b[2K" + self.status_line() + "\n")
-            stream.flush()
+        self._show(self.status_line(), end="\n")
 
     def _shutdown(self, opened_sinks: list[Sink]) -> None:
         """Bounded: stage threads get ``shutdown_timeout``; outputs are finalised next (a file stays
@@ -549,7 +553,7 @@ class Daemon:
 
     def _reached_max_frames(self) -> bool:
         if self.config.max_frames is not None and self.stats.frames_published >= self.config.max_frames:
-            log.info("published %d frames; stopping", self.stats.frames_published)
+            self._event("published %d frames; stopping", self.stats.frames_published)
             return True
         return False
 
@@ -621,7 +625,7 @@ class Daemon:
         stats.output_rate.tick(now)
         if new and self.phase == "warming":
             self.phase = "running"
-            log.info("running: first styled frame %.1f s after start", now - self._started_at)
+            self._event("running: first styled frame %.1f s after start", now - self._started_at)
         if new:
             stats.frames_published += 1
             stats.latency_ms = (now - frame.captured_at) * 1000
