@@ -90,16 +90,29 @@ def _root(
     setup_logging(verbose)
 
 
+def _command_sets() -> list[typer.Typer]:
+    """Every area's commands (each module keeps its own in a Typer ``app``; none imports this one)."""
+    from .commands import (
+        bench_cmds, daemon_cmds, engine_cmds, eval_cmds, models_cmds, plugin_cmds, profiles_cmds, train_cmds,
+    )
+
+    return [module.app for module in (engine_cmds, daemon_cmds, models_cmds, profiles_cmds, bench_cmds, train_cmds,
+                                      eval_cmds, plugin_cmds)]
+
+
+_added: list[typer.Typer] = []  # command sets already on the root (main may run many times in one process)
+
+
+def add_commands(commands: typer.Typer) -> None:
+    """Put a command set's commands and groups on the root ``app``, once."""
+    if not any(commands is known for known in _added):
+        app.add_typer(commands)
+        _added.append(commands)
+
+
 def _register_commands() -> None:
-    # Each area keeps its commands in its own module; importing registers them on `app`.
-    from .commands import engine_cmds  # noqa: F401
-    from .commands import daemon_cmds  # noqa: F401
-    from .commands import models_cmds  # noqa: F401
-    from .commands import profiles_cmds  # noqa: F401
-    from .commands import bench_cmds  # noqa: F401
-    from .commands import train_cmds  # noqa: F401
-    from .commands import eval_cmds  # noqa: F401
-    from .commands import plugin_cmds  # noqa: F401
+    for commands in _command_sets():
+        add_commands(commands)
 
 
 def _click_exceptions() -> ModuleType:

@@ -8,10 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import app
+from . import command_set
 from ..dtypes import DTYPE_HELP, parse_dtype
 from ..errors import ConfigError
 from ..threads import default_threads
+
+app = command_set()  # what cli.py adds to the root
 
 
 @app.command()

@@ -13,10 +13,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import app
+from . import command_set
 from ..config import load_settings
 from ..dtypes import DTYPE_HELP, parse_dtype
 from ..errors import ConfigError, ControlError, L2DError
+
+app = command_set()  # what cli.py adds to the root
 
 log = logging.getLogger("l2d_obs.daemon")
 

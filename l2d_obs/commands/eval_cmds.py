@@ -7,8 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import app
+from . import command_set
 from ..dtypes import DTYPE_HELP, parse_dtype
+
+app = command_set()  # what cli.py adds to the root
 
 
 @app.command("eval")

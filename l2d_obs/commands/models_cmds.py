@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import app
+from . import command_set
 from ..errors import ConfigError, L2DError, ModelError, NetworkError
 from ..profiles import Profile, available_profiles, load_profile, load_profile_file
 from ..weights.download import fetch
@@ -19,6 +19,7 @@ from ..weights.store import civitai_metadata, download_command, models_dir, prof
 
 log = logging.getLogger(__name__)
 
+app = command_set()  # what cli.py adds to the root
 models_app = typer.Typer(help="Download, list and verify model weights (cache: $L2D_MODELS_DIR).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 

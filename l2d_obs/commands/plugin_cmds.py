@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from ..cli import app
+from . import command_set
 from ..errors import L2DError
 
+app = command_set()  # what cli.py adds to the root
 plugin_app = typer.Typer(help="The OBS script (hotkeys and style switching inside OBS).", no_args_is_help=True)
 app.add_typer(plugin_app, name="plugin")
 

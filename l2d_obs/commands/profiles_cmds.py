@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import app
+from . import command_set
 from ..errors import L2DError, ProfileError
 from ..profiles import Profile, available_profiles, load_profile, load_profile_file, profile_search_path
 
+app = command_set()  # what cli.py adds to the root
 profiles_app = typer.Typer(help="List, show and check style profiles.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 

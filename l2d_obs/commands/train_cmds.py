@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import app
+from . import command_set
+
+app = command_set()  # what cli.py adds to the root
 
 
 @app.command()

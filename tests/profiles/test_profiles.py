@@ -134,7 +134,10 @@ def run_cli(args, monkeypatch) -> int:
     import l2d_obs.cli as cli
 
     def register_only_ours() -> None:
-        from l2d_obs.commands import models_cmds, profiles_cmds  # noqa: F401
+        from l2d_obs.commands import models_cmds, profiles_cmds
+
+        cli.add_commands(models_cmds.app)
+        cli.add_commands(profiles_cmds.app)
 
     monkeypatch.setattr(cli, "_register_commands", register_only_ours)
     return cli.main(args)
