@@ -12,6 +12,9 @@
   else notices except the status line.
 - Profile switches build the new engine on a helper thread while the old one keeps running, and the
   engine thread swaps them between two frames.
+- Bypass (control API, `l2d-obs bypass on`): the engine is not called; each camera frame goes out as
+  it is, fitted to the output size, so sinks need no reopen. Turning it off restarts the engine's
+  stream warmed from the newest camera frames (its cache held frames from before the gap).
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, TextIO
 
-from .engine.stream import PreparedStyle
 from .config import OBSSettings, SwitchRules
 from .errors import ConfigError, L2DError, MissingWeightsError, SinkError, SourceError
 from .frames import Frame
@@ -64,7 +66,7 @@ def default_engine_factory(device: str | None = None, dtype: str | None = None,
         options["progress"] = progress
 
     def build(profile: Profile) -> EngineLike:
-        from .engine import build_engine  # torch is imported only when an engine is really needed
+        from .factory import build_engine  # torch is imported only when an engine is really needed
 
         return build_engine(profile, device=device, dtype=dtype, **options)
 
@@ -174,6 +176,8 @@ class Daemon:
         self.output_size: tuple[int, int] = (profile.width, profile.height)
         self.fps = 30.0
         self.control = None
+        self._bypass = threading.Event()  # set by the control thread, read by the engine thread
+        self._bypassed = False  # engine thread only: the last frame went out raw
         live = source.live
         # The latest camera frames as captured (before fitting to a style's size): a switch re-warms
         # from them, fitted to the new style, whatever its resolution or aspect.
@@ -196,7 +200,7 @@ class Daemon:
         weight files, and its window against its motion modules (shared by switches and --preload)."""
         profile = load_profile(name)
         if profile.model.kind != "tiny":
-            from .weights import check_profile_files, check_window_fits
+            from .weights.assemble import check_profile_files, check_window_fits
 
             problems = check_profile_files(profile)
             if problems:
@@ -214,6 +218,13 @@ class Daemon:
         self._switch_requests.put((profile, time.monotonic()))
         return {"switching_to": profile.name}
 
+    def set_bypass(self, on: bool) -> dict[str, Any]:
+        """Raw camera out, engine idle (on), or styling again (off); takes effect at the next frame."""
+        if on != self._bypass.is_set():
+            (self._bypass.set if on else self._bypass.clear)()
+            self._event("bypass %s", "on: the raw camera goes out, the engine is idle" if on else "off: styling resumes")
+        return {"bypass": on}
+
     def status(self) -> dict[str, Any]:
         """A JSON-able snapshot. Holds no secrets (no OBS password, no control token)."""
         s, now = self.stats, time.monotonic()
@@ -225,6 +236,7 @@ class Daemon:
             "loading": {"step": self.progress.step, "progress": round(self.progress.fraction, 3)}
             if self.phase in ("starting", "loading") else None,
             "profile": self.profile.name,
+            "bypass": self._bypass.is_set(),
             "source": self.source.name,
             "source_state": s.source_state,
             "sinks": [self._sink_status(k) for k in self.sinks],
@@ -271,6 +283,8 @@ class Daemon:
             f"{st['profile']} | in {st['fps_in']:.1f} fps | out {st['fps_out']:.1f} fps | engine {st['engine_ms']:.0f} ms"
             f" | latency {lat} | dropped {st['dropped_input']} | published {st['frames_published']}"
         )
+        if st["bypass"]:
+            line += " | bypass (raw camera)"
         if st["source_state"] != "live":
             line += f" | {st['source']}: {st['source_state']}"
         if st["corrupt_frames"]:
@@ -505,7 +519,8 @@ class Daemon:
         stats = self.stats
         assert self._engine is not None
         while not self._stop.is_set():
-            self._maybe_swap_engine()
+            if not self._bypass.is_set() and self._maybe_swap_engine():
+                self._bypassed = False  # the switch re-warmed from the newest frames already
             engine = self._engine
             item = self._inbox.get(timeout=0.1)
             if item is None:
@@ -516,6 +531,15 @@ class Daemon:
                         self._deliver(out)
                 break
             self._recent_camera.append(item)
+            if self._bypass.is_set():
+                self._bypassed = True
+                self._to_output(item)  # the output thread fits it to the output size, like any frame
+                continue
+            if self._bypassed:  # back from a bypass: warm a fresh stream from the recent frames, this one included
+                self._bypassed = False
+                if not self._maybe_swap_engine():  # a switch asked meanwhile re-warms by itself
+                    self._resume_after_bypass(engine)
+                continue
             pixels = fit(item.pixels, engine.width, engine.height)
             t0 = time.perf_counter()
             outputs = engine.push(item.with_pixels(pixels))
@@ -537,12 +561,28 @@ class Daemon:
                 if self._switch_state.get("profile") == name:
                     self._switch_state = {"profile": name, "state": "active", "latency_ms": latency_ms}
             log.info("style %s active %.0f ms after the request", name, latency_ms)
+        self._to_output(frame)
+
+    def _to_output(self, frame: Frame) -> None:
         if isinstance(self._outbox, BoundedQueue):
             while not self._outbox.put(frame, timeout=0.2):
                 if self._stop.is_set():
                     return
         else:
             self._outbox.put(frame)
+
+    def _resume_after_bypass(self, engine: EngineLike) -> None:
+        """The engine's temporal cache ends where the bypass began: continuing it would attend across
+        the gap. Start a fresh stream instead, warmed from the newest camera frames as a style switch
+        does (same style, so nothing is re-installed or recompiled); the first styled frame follows at once."""
+        engine.reset()
+        warmup = getattr(getattr(engine, "settings", None), "warmup", 1)
+        outputs: list[Frame] = []
+        for frame in list(self._recent_camera)[-warmup:]:
+            outputs = engine.push(frame.with_pixels(fit(frame.pixels, engine.width, engine.height)))
+        self.stats.frames_engine_in += 1
+        for out in outputs[-1:]:
+            self._deliver(out)
 
     def _output_loop(self) -> None:
         if self.source.live:
@@ -623,7 +663,7 @@ class Daemon:
                 log.warning("%s: %s", sink.name, exc)
         now = time.monotonic()
         stats.output_rate.tick(now)
-        if new and self.phase == "warming":
+        if new and self.phase == "warming" and not self._bypassed:
             self.phase = "running"
             self._event("running: first styled frame %.1f s after start", now - self._started_at)
         if new:
@@ -688,12 +728,14 @@ class Daemon:
             with self._switch_lock:
                 self._pending = PendingSwitch(profile, prepared, requested_at)
 
-    def _maybe_swap_engine(self) -> None:
+    def _maybe_swap_engine(self) -> bool:
         with self._switch_lock:
             pending, self._pending = self._pending, None
         if pending is None:
-            return
+            return False
         self._awaiting_first_frame = (pending.profile.name, pending.requested_at)
+        from .engine.stream import PreparedStyle  # loaded by now: an engine is running
+
         if isinstance(pending.prepared, PreparedStyle):
             # Re-warms from the recent camera frames, fitted to the new style's size.
             outputs = self._engine.apply_style(pending.prepared, recent=list(self._recent_camera))
@@ -704,6 +746,7 @@ class Daemon:
                 self._deliver(out)
         else:
             self.profile, self._engine = pending.profile, pending.prepared
+        return True
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`l2d-obs start | status | stop | doctor` — run the daemon and talk to it."""
+"""`l2d-obs start | status | switch | bypass | stop | doctor` — run the daemon and talk to it."""
 
 from __future__ import annotations
 
@@ -161,7 +161,8 @@ def _build_daemon(settings, profile, source, output, frames, size, fps, wait, de
 
 def _format_status(st: dict) -> str:
     phase = st.get("phase", st["state"])
-    lines = [f"pid {st['pid']}  {phase}  profile {st['profile']}  up {st['uptime_s']:.0f} s"]
+    bypass = "  BYPASS (raw camera)" if st.get("bypass") else ""
+    lines = [f"pid {st['pid']}  {phase}  profile {st['profile']}{bypass}  up {st['uptime_s']:.0f} s"]
     if st.get("loading"):
         lines.append(f"loading {st['loading']['step']} [{st['loading']['progress']:.0%}]")
     lines += [
@@ -219,6 +220,21 @@ def switch(
             raise ControlError(f"another switch (to {sw.get('profile')}) replaced this one")
         time.sleep(0.1)
     raise ControlError(f"{name} was not active after {timeout:.0f} s; see 'l2d-obs status'")
+
+
+@app.command()
+def bypass(
+    state: Annotated[str, typer.Argument(help="on: the raw camera goes out and the engine idles; off: styling resumes.",
+                                         metavar="on|off")],
+) -> None:
+    """Send the raw camera through (no styling, engine idle) or style it again."""
+    from ..control.client import ControlClient
+
+    on = {"on": True, "off": False}.get(state.strip().lower())
+    if on is None:
+        raise ConfigError(f"bypass takes 'on' or 'off', not {state!r}")
+    ControlClient().request("POST", "/bypass", {"on": on})
+    typer.echo("bypass on: the raw camera goes out, the engine is idle" if on else "bypass off: styling resumes")
 
 
 @app.command()

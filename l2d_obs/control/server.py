@@ -38,6 +38,7 @@ __all__ = ["ControlServer", "Controllable", "HTTPFailure", "ROUTES", "Route", "c
 class Controllable(Protocol):
     def status(self) -> dict[str, Any]: ...
     def request_switch(self, name: str) -> dict[str, Any]: ...
+    def set_bypass(self, on: bool) -> dict[str, Any]: ...
     def stop(self) -> None: ...
 
 
@@ -78,6 +79,13 @@ def _switch(d: Controllable, body: dict) -> dict:
     return d.request_switch(_profile_name(body))
 
 
+def _bypass(d: Controllable, body: dict) -> dict:
+    on = body.get("on")
+    if not isinstance(on, bool) or set(body) != {"on"}:
+        raise HTTPFailure(400, 'body must be {"on": true} or {"on": false}')
+    return d.set_bypass(on)
+
+
 def _stop(d: Controllable, _: dict) -> dict:
     d.stop()
     return {"stopping": True}
@@ -87,6 +95,7 @@ ROUTES: list[Route] = [
     Route("GET", "/status", _status),
     Route("GET", "/profiles", _profiles),
     Route("POST", "/switch", _switch, takes_body=True),
+    Route("POST", "/bypass", _bypass, takes_body=True),
     Route("POST", "/stop", _stop),
 ]
 
