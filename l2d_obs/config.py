@@ -1,7 +1,7 @@
 """Settings: command line > environment > config file > defaults.
 
 OBS connection details (host, port, password) come only from the environment (``L2D_OBS_HOST``,
-``L2D_OBS_PORT``, ``L2D_OBS_PASSWORD``) or the config file (``$L2D_CONFIG`` or
+``L2D_OBS_PORT``, ``L2D_OBS_PASSWORD``) or the config file (``paths.config_file()``: ``$L2D_CONFIG`` or
 ``~/.config/l2d-obs/config.toml``, section ``[obs]``) — never from argv, where any user on the machine
 could read them in ``ps``. The password is kept in a ``Secret`` whose repr/str hide it, so it cannot
 leak into a log line or status output by accident. A config file that holds a secret (``obs.password``)
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .paths import config_file
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +82,6 @@ class Settings:
     control_port: int = DEFAULT_CONTROL_PORT
     switching: SwitchRules = SwitchRules()
     config_path: Path | None = None  # the file that was read, if any
-
-
-def config_path() -> Path:
-    env = os.environ.get("L2D_CONFIG")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "l2d-obs" / "config.toml"
-
-
-def state_dir() -> Path:
-    """Where a running daemon leaves its control file (``$L2D_STATE_DIR`` or ~/.local/state/l2d-obs)."""
-    env = os.environ.get("L2D_STATE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "l2d-obs"
 
 
 _FILE_KEYS = {
@@ -171,7 +155,7 @@ def _port(value: str | int, where: str) -> int:
 
 def load_settings(control_port: int | None = None) -> Settings:
     """Resolve settings. ``control_port`` is the command-line value, if given."""
-    path = config_path()
+    path = config_file()
     data = _read_file(path)
     obs_file = data.get("obs", {})
     env = os.environ

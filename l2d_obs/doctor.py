@@ -111,7 +111,7 @@ def check_models(profile_name: str) -> Check | None:
     from .profiles import load_profile
 
     try:
-        from .weights import check_profile_files  # type: ignore[attr-defined]
+        from .weights.assemble import check_profile_files
     except ImportError:
         return None
     try:

@@ -16,10 +16,8 @@ from typing import Any
 
 from .dtypes import DTYPE_HELP, parse_dtype
 from .errors import ConfigError, ProfileError
+from .paths import SHIPPED_PROFILES_DIR, user_profiles_dir
 
-# The repository's profiles/ folder, reached through the package (l2d_obs/data/profiles is a link to it
-# in a checkout and a copy of it in a built wheel), so shipped profiles exist however l2d-obs is installed.
-SHIPPED_PROFILES_DIR = Path(__file__).resolve().parent / "data" / "profiles"
 
 NOISE_MODES = ("fixed", "fresh")
 MODEL_KINDS = ("tiny", "sd15")
@@ -402,14 +400,6 @@ def load_profile_file(path: Path) -> Profile:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: not valid TOML: {exc}") from None
     return parse_profile(data, path, default_name=path.stem)
-
-
-def user_profiles_dir() -> Path:
-    env = os.environ.get("L2D_PROFILES_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "l2d-obs" / "profiles"
 
 
 def profile_search_path() -> list[Path]:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-
-from .engine.components import Live2DiffComponents
-from .engine.stream import EngineSettings, PreparedStyle, prepare_style
 from .errors import L2DError, ProfileError
 from .profiles import Profile, load_profile
+
+if TYPE_CHECKING:  # the daemon module imports this one: torch comes only when a style is prepared
+    import torch
+
+    from .engine.components import Live2DiffComponents
+    from .engine.stream import PreparedStyle
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class StyleLibrary:
         placement: Callable[[Profile], tuple[torch.device, torch.dtype]] | None = None,
     ) -> None:
         if components_factory is None:
-            from .engine.factory import build_components
+            from .factory import build_components
 
             components_factory = build_components
         self.device = device
@@ -85,6 +87,8 @@ class StyleLibrary:
             return cached
         device, dtype = self._placement(profile)
         components = self._components_for(profile, device, dtype)
+        from .engine.stream import EngineSettings, prepare_style
+
         style = prepare_style(components, EngineSettings.from_profile(profile), device, dtype, profile.name)
         entry = StyleEntry(profile, style)
         with self._lock:

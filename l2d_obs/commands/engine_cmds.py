@@ -29,7 +29,7 @@ def render(
     dtype = parse_dtype(dtype)
     from tqdm import tqdm
 
-    from ..engine import build_engine
+    from ..factory import build_engine
     from ..profiles import load_profile
     from ..render import render as render_clip
 

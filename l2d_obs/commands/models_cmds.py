@@ -15,7 +15,8 @@ from ..weights.download import fetch
 from ..weights.hashing import sha256_file
 from ..weights.plan import Requirement, profile_requirements
 from ..weights.sources import CivitaiSource
-from ..weights.store import civitai_metadata, download_command, models_dir, profile_ref, resolve
+from ..paths import models_dir
+from ..weights.store import civitai_metadata, download_command, profile_ref, resolve
 
 log = logging.getLogger(__name__)
 

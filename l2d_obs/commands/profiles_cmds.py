@@ -74,7 +74,7 @@ def check(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Profile files (default: every known profile).")] = None,
 ) -> None:
     """Validate profile files; exits non-zero if any is invalid."""
-    from ..weights import check_window_fits
+    from ..weights.assemble import check_window_fits
 
     files = list(paths) if paths else list(available_profiles().values())
     bad = 0

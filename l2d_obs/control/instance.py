@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from ..config import state_dir
+from ..paths import state_dir
 from ..errors import ControlError
 
 

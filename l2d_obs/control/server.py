@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from ..config import state_dir
+from ..paths import state_dir
 from ..errors import ControlError, L2DError
 from ..httpguard import GuardedHandler, GuardedHTTPServer, HTTPFailure
 
@@ -66,7 +66,7 @@ def _profile_name(body: dict[str, Any]) -> str:
         raise HTTPFailure(400, 'body must be {"profile": "NAME"}')
     name = name.strip()
     if "/" in name or "\\" in name or name.lower().endswith(".toml"):
-        from ..profiles import user_profiles_dir
+        from ..paths import user_profiles_dir
 
         raise HTTPFailure(400, f"switch takes a profile name, not a path; copy the file into {user_profiles_dir()} "
                                "and switch to its name (see GET /profiles)")

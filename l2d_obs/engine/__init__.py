@@ -2,7 +2,7 @@
 
 from .components import Live2DiffComponents
 from .accel import Accelerations
-from .factory import build_components, build_engine, pick_device, pick_dtype
+from .factory import pick_device, pick_dtype
 from .stream import EngineSettings, EngineStats, StreamEngine
 
 __all__ = [
@@ -11,8 +11,6 @@ __all__ = [
     "EngineStats",
     "Live2DiffComponents",
     "StreamEngine",
-    "build_components",
-    "build_engine",
     "pick_device",
     "pick_dtype",
 ]

@@ -1,4 +1,6 @@
-"""Build an engine for a profile: pick device and precision, get the components, patch, go."""
+"""An engine from a profile's settings and components already built: device and precision picked,
+speed options resolved, the StreamEngine made. Building the components (random tiny ones or real
+weights) is ``l2d_obs.factory``'s job, above both engine/ and weights/: the engine imports no loader."""
 
 from __future__ import annotations
 
@@ -41,19 +43,6 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
     return torch.float16 if device.type in ("cuda", "mps") else torch.float32
 
 
-def build_components(profile, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                     progress: ProgressFn = no_progress) -> Live2DiffComponents:
-    """Components for a profile: random tiny ones, or real weights through the loaders (loaded
-    straight to the engine's device and precision)."""
-    if profile.model.kind == "tiny":
-        from .tiny import build_tiny_components
-
-        return build_tiny_components(profile.model.weights_seed, depth=profile.depth.enabled)
-    from ..weights import build_sd15_components
-
-    return build_sd15_components(profile, device=device, dtype=dtype, progress=progress)
-
-
 def resolve_device_and_dtype(profile, device: str | None = None, dtype: str | None = None) -> tuple[torch.device, torch.dtype]:
     """Command line first, then the profile's [engine] table, then the best the machine has."""
     dev = pick_device(device or profile.engine.device)
@@ -67,24 +56,19 @@ def resolve_accelerations(profile, device: torch.device, compile: bool | None = 
                                  channels_last=channels_last, backend=backend)
 
 
-def build_engine(profile, device: str | None = None, dtype: str | None = None, progress: ProgressFn = no_progress, *,
-                 compile: bool | None = None, cuda_graphs: bool | None = None, channels_last: bool | None = None,
-                 backend: str | None = None, accel: Accelerations | None = None, **overrides) -> StreamEngine:
-    """A ready StreamEngine for ``profile`` (overrides: any EngineSettings field, e.g. pipelined=False).
-
-    Speed options: ``accel`` as given, or resolved from ``compile``/``cuda_graphs``/``channels_last``
-    (None: not given) over the profile's [engine] table over the device's defaults (on with CUDA).
-    With compile on, every compiled variant is warmed here ("compiling: ..." progress)."""
-    dev, dt = resolve_device_and_dtype(profile, device, dtype)
-    if dev.type == "cpu" and dt != torch.float32:
-        # Measured on a 2-core CPU with toon: 6.6 s a frame in fp16 against 0.4 s in fp32.
-        log.warning("%s on a CPU is many times slower than fp32 (CPUs have no fast half-precision path); "
-                    "use --dtype fp32", str(dt).removeprefix("torch."))
-    if accel is None:
-        accel = resolve_accelerations(profile, dev, compile, cuda_graphs, channels_last, backend)
-    components = build_components(profile, dev, dt, progress=progress)
+def engine_from_components(profile, components: Live2DiffComponents, device: torch.device, dtype: torch.dtype,
+                           accel: Accelerations, progress: ProgressFn = no_progress, **overrides) -> StreamEngine:
+    """A ready StreamEngine for ``profile`` on ``components`` (overrides: any EngineSettings field, e.g.
+    pipelined=False). With compile on, every compiled variant is warmed here ("compiling: ..." progress)."""
     progress("preparing the engine", 0.95)
     settings = EngineSettings.from_profile(profile, **overrides)
-    log.info("engine: profile %s on %s (%s), %dx%d, T=%d, L=%d, Lw=%d, %s", profile.name, dev, str(dt).removeprefix("torch."),
+    log.info("engine: profile %s on %s (%s), %dx%d, T=%d, L=%d, Lw=%d, %s", profile.name, device, str(dtype).removeprefix("torch."),
              settings.width, settings.height, settings.steps, settings.window, settings.warmup, accel.describe())
-    return StreamEngine(components, settings, device=dev, dtype=dt, accel=accel, progress=progress)
+    return StreamEngine(components, settings, device=device, dtype=dtype, accel=accel, progress=progress)
+
+
+def warn_if_slow_precision(device: torch.device, dtype: torch.dtype) -> None:
+    if device.type == "cpu" and dtype != torch.float32:
+        # Measured on a 2-core CPU with toon: 6.6 s a frame in fp16 against 0.4 s in fp32.
+        log.warning("%s on a CPU is many times slower than fp32 (CPUs have no fast half-precision path); "
+                    "use --dtype fp32", str(dtype).removeprefix("torch."))

@@ -552,7 +552,7 @@ def run_evaluation(
 ) -> Evaluation:
     """Everything `l2d-obs eval` does before writing: check the request, read the clips, load CLIP,
     build the profile's engine, evaluate. Bad requests fail before the engine is built."""
-    from ..engine import build_engine
+    from ..factory import build_engine
     from ..engine.factory import resolve_device_and_dtype
     from ..profiles import load_profile
 

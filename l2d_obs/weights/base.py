@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import CheckpointError, MissingWeightsError
+from ..paths import DATA_DIR
 from .checkpoint import StateDict, _short_list, check_state_dict, read_state_dict
 
 if TYPE_CHECKING:  # annotations only: the heavy imports happen where the models are built
@@ -25,7 +26,6 @@ if TYPE_CHECKING:  # annotations only: the heavy imports happen where the models
 
 log = logging.getLogger(__name__)
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SD15_CONFIG_DIR = DATA_DIR / "sd15"  # diffusers layout: unet/, text_encoder/, tokenizer/, scheduler/
 
 LDM_UNET_PREFIX = "model.diffusion_model."

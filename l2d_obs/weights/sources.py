@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..paths import DATA_DIR
 
 _HF_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
@@ -75,7 +76,7 @@ def parse_source(text: str, base_dir: Path | None = None) -> Source:
     return LocalSource(path)
 
 
-PACKAGE_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+PACKAGE_DATA_DIR = DATA_DIR
 
 
 def _parse_package(text: str) -> LocalSource:

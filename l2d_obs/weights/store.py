@@ -12,22 +12,14 @@ A file that is not there raises MissingWeightsError naming the file and the comm
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ..errors import MissingWeightsError
+from ..paths import models_dir
 from .plan import Requirement
 from .sources import CivitaiSource, HfSource, LocalSource
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-
-
-def models_dir() -> Path:
-    env = os.environ.get("L2D_MODELS_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "l2d-obs" / "models"
 
 
 def hf_cache_dir() -> Path:

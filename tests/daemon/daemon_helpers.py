@@ -24,7 +24,7 @@ def tiny() -> Profile:
 
 
 def real_engine_factory(profile: Profile):
-    from l2d_obs.engine import build_engine
+    from l2d_obs.factory import build_engine
 
     return build_engine(profile, device="cpu")
 

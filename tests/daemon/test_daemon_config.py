@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from l2d_obs.config import Secret, load_settings, state_dir
+from l2d_obs.config import Secret, load_settings
+from l2d_obs.paths import state_dir
 from l2d_obs.errors import ConfigError
 
 

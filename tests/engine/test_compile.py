@@ -10,7 +10,7 @@ import torch
 
 from l2d_obs.bench.graphs import measure_compiled_stream
 from l2d_obs.engine.accel import Accelerations, stream_variants
-from l2d_obs.engine.factory import build_engine
+from l2d_obs.factory import build_engine
 from l2d_obs.errors import ConfigError
 from l2d_obs.profiles import EngineSpec, load_profile
 from tests.engine.helpers import make_engine, moving_frames

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from l2d_obs.cli import main
-from l2d_obs.engine import build_engine
+from l2d_obs.factory import build_engine
 from l2d_obs.engine.stream import EngineSettings, StreamEngine
 from l2d_obs.engine.tiny import TinySizes, build_char_tokenizer, build_tiny_components
 from l2d_obs.errors import EngineError, ModelError

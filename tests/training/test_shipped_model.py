@@ -106,7 +106,7 @@ def test_streaming_is_steadier_than_per_frame(camera_noise, tmp_path):
     frame, on every moving held-out clip, clean and with a webcam's per-frame sensor noise (the flow
     is the clean clip's). Measured 2026-12-02: 0.983-0.992x clean, 0.983-0.992x noisy - a real but
     small gain (the paper's is larger; this model's motion modules trained for 350 steps on a CPU)."""
-    from l2d_obs.engine import build_engine
+    from l2d_obs.factory import build_engine
     from l2d_obs.evaluation.variants import run_variant
     from l2d_obs.profiles import load_profile
     from l2d_obs.training.heldout import with_camera_noise

@@ -100,7 +100,7 @@ def test_resume_equals_uninterrupted(tmp_path, finished_run):
 
 
 def test_export_loads_through_the_project_loaders_and_matches_the_trained_models(finished_run):
-    from l2d_obs.engine import build_engine
+    from l2d_obs.factory import build_engine
     from l2d_obs.profiles import load_profile
 
     engine = build_engine(load_profile(str(finished_run / "tiny-smoke.toml")))
@@ -126,7 +126,7 @@ def test_lora_stage_trains_only_the_lora_and_exports_a_profile_on_top(tmp_path, 
     text = result.profile_path.read_text()
     assert "[[model.loras]]" in text and "sketchy-lora.safetensors" in text
 
-    from l2d_obs.engine import build_engine
+    from l2d_obs.factory import build_engine
     from l2d_obs.profiles import load_profile
 
     build_engine(load_profile(str(result.profile_path)))  # the profile loads, base + LoRA fused

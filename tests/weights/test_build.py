@@ -28,7 +28,7 @@ from l2d_obs.engine.components import Live2DiffComponents
 from l2d_obs.engine.depth import build_tiny_dpt
 from l2d_obs.errors import CheckpointError, MissingWeightsError
 from l2d_obs.profiles import load_profile_file
-from l2d_obs.weights import build_sd15_components, check_profile_files
+from l2d_obs.weights.assemble import build_sd15_components, check_profile_files
 
 LCM_SCALE, STYLE_SCALE, LCM_ALPHA = 1.0, 0.7, 4.0
 
@@ -145,7 +145,7 @@ def test_components_equal_the_source_models(bundle):
 
 
 def test_engine_outputs_equal_an_engine_on_the_source_models(bundle):
-    from l2d_obs.engine.factory import build_engine
+    from l2d_obs.factory import build_engine
     from l2d_obs.engine.stream import EngineSettings, StreamEngine
     from l2d_obs.frames import Frame
 

@@ -11,7 +11,7 @@ import pytest
 
 from l2d_obs.errors import CheckpointError, ConfigError, MissingWeightsError
 from l2d_obs.profiles import load_profile, load_profile_file
-from l2d_obs.weights import build_sd15_components, check_profile_files
+from l2d_obs.weights.assemble import build_sd15_components, check_profile_files
 from l2d_obs.weights.download import download_url, fetch, pick_civitai_file
 from l2d_obs.weights.hashing import verify_sha256
 from l2d_obs.weights.plan import profile_requirements
