@@ -35,3 +35,15 @@ def fit(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     shrinking = cropped.shape[0] * cropped.shape[1] > width * height
     interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return np.ascontiguousarray(cv2.resize(cropped, (width, height), interpolation=interp))
+
+
+def size_for_aspect(width: int, height: int, aspect: float, multiple: int = 8) -> tuple[int, int]:
+    """About ``width * height`` pixels at ``aspect`` (w/h), each side a multiple of ``multiple``: a
+    profile's resolution is a pixel budget, the picture keeps the camera's shape (so a 16:9 camera is
+    styled whole instead of cropped to a square). Sizes already at that aspect come back unchanged."""
+    if width * height <= 0 or aspect <= 0 or abs(aspect - width / height) <= 0.02 * (width / height):
+        return width, height
+    area = width * height
+    w = max(multiple, round((area * aspect) ** 0.5 / multiple) * multiple)
+    h = max(multiple, round((area / aspect) ** 0.5 / multiple) * multiple)
+    return w, h

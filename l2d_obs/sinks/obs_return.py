@@ -24,8 +24,10 @@ from ..config import OBSSettings
 from ..errors import OBSConnectionError, SinkError
 from ..frames import Frame
 from ..handoff import CLOSED, LatestSlot
-from ..obsclient import OBSAuthError, OBSClient, OBSRequestError, report_auth_failure
+from ..obsclient import (EVENTS_INPUTS, EVENTS_SCENE_ITEM_TRANSFORMS, EVENTS_SCENE_ITEMS, EVENTS_SCENES, OBSAuthError,
+                         OBSClient, OBSRequestError, report_auth_failure)
 from .base import Sink, encode_jpeg
+from .obs_mirror import Container, SceneMirror, shows
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,12 @@ DEFAULT_INPUT_NAME = "l2d-obs output"
 _PREFIX_LEN = 20  # SOI + the JFIF APP0 segment: identical for every frame from cv2's encoder
 _SEND_BUFFER = 64 * 1024
 # Wallclock timestamps stop ffmpeg pacing the stream at 25 fps (DESIGN §6); no probing buffer at start.
+MIRROR_EVENTS = EVENTS_SCENES | EVENTS_INPUTS | EVENTS_SCENE_ITEMS | EVENTS_SCENE_ITEM_TRANSFORMS
+MIRROR_EVENT_TYPES = {
+    "SceneCreated", "SceneRemoved", "SceneNameChanged", "InputRemoved", "InputNameChanged",
+    "SceneItemCreated", "SceneItemRemoved", "SceneItemListReindexed", "SceneItemEnableStateChanged",
+    "SceneItemTransformChanged",
+}
 FFMPEG_OPTIONS = "use_wallclock_as_timestamps=1 fflags=nobuffer probesize=32768 analyzeduration=0"
 
 
@@ -141,6 +149,10 @@ def media_source_settings(url: str) -> dict:
 
 
 class OBSReturnSink(Sink):
+    """The Media Source playing our stream. With ``camera`` (the OBS source the daemon styles) it is
+    shown in place of that source in every scene (``obs_mirror``); otherwise as one full-canvas item
+    in ``scene`` (default: the current program scene)."""
+
     def __init__(
         self,
         obs: OBSSettings,
@@ -150,16 +162,24 @@ class OBSReturnSink(Sink):
         quality: int = 85,
         wait: bool = False,
         check_interval: float = 2.0,
+        camera: str | None = None,
     ) -> None:
         self.settings, self.scene, self.input_name = obs, scene, input_name
         self.port, self.quality, self.wait, self.check_interval = port, quality, wait, check_interval
+        # An explicit scene means "one full-canvas item there"; without one, an OBS source is replaced in place.
+        self.camera = camera if scene is None else None
+        self.styled_source = camera  # what the daemon captures: the output must never feed back into it
+        self.mirror = SceneMirror(self.camera, input_name) if self.camera else None
         self._server: JpegStreamServer | None = None
         self._stop = threading.Event()
+        self._changed = threading.Event()  # OBS reported a scene change: reconcile now
         self._keeper: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
         self.obs_connected = False
         self.auth_failed = False  # OBS refuses the password (status: obs_state "auth failed")
         self.reconnects = 0
         self._size = (0, 0)
+        self._said_nowhere = False
 
     @property
     def name(self) -> str:
@@ -178,6 +198,9 @@ class OBSReturnSink(Sink):
         self._stop.clear()
         try:
             self._ensure_once()
+        except SinkError:
+            self._server.close()
+            raise
         except OBSConnectionError as exc:
             if not self.wait:
                 self._server.close()
@@ -189,28 +212,65 @@ class OBSReturnSink(Sink):
                 log.warning("OBS not ready for the output source yet (%s); retrying in the background", exc)
         self._keeper = threading.Thread(target=self._keep, name="obs-return-keeper", daemon=True)
         self._keeper.start()
+        if self.mirror is not None:
+            self._watcher = threading.Thread(target=self._watch, name="obs-return-events", daemon=True)
+            self._watcher.start()
 
     # --- OBS side ------------------------------------------------------------------------------
-    def _client(self) -> OBSClient:
+    def _client(self, timeout: float = 5.0, events: int = 0) -> OBSClient:
         s = self.settings
-        return OBSClient(s.host, s.port, s.password.reveal()).connect()
+        return OBSClient(s.host, s.port, s.password.reveal(), timeout=timeout, event_subscriptions=events).connect()
 
     def _ensure_once(self) -> None:
         with self._client() as client:
             self._ensure(client)
 
     def _ensure(self, client: OBSClient) -> None:
-        """Create the Media Source in the scene, or point the existing one at our stream."""
-        scene = self.scene or client.request("GetCurrentProgramScene")["currentProgramSceneName"]
-        self.scene = scene
-        settings = media_source_settings(self.url)
+        containers = SceneMirror.list_containers(client)
+        self._refuse_feedback(containers)
         inputs = {i["inputName"]: i for i in client.request("GetInputList")["inputs"]}
-        if self.input_name in inputs:
+        settings = media_source_settings(self.url)
+        exists = self.input_name in inputs
+        if exists:
             if inputs[self.input_name].get("inputKind") != "ffmpeg_source":
                 raise SinkError(f"OBS already has an input named {self.input_name!r} that is not a Media Source; choose --obs-input NAME")
             current = client.request("GetInputSettings", {"inputName": self.input_name})["inputSettings"]
             if any(current.get(k) != v for k, v in settings.items()):
                 client.request("SetInputSettings", {"inputName": self.input_name, "inputSettings": settings, "overlay": True})
+        if self.mirror is not None:
+            self._ensure_mirrored(client, exists, settings)
+        else:
+            self._ensure_full_canvas(client, exists, settings)
+        self.obs_connected = True
+
+    def _refuse_feedback(self, containers: list[Container]) -> None:
+        """One line instead of a picture that films itself: the output must not appear inside what is captured."""
+        source = self.styled_source
+        if source is None:
+            return
+        if source == self.input_name:
+            raise SinkError(f"obs:{source} is the styled output itself; capture the camera source instead (e.g. --source obs:Webcam)")
+        if self.mirror is None and self.scene is not None and shows(containers, source, self.scene):
+            raise SinkError(
+                f"--obs-scene {self.scene!r} is inside obs:{source}: the styled output would be captured again and fed "
+                "back into itself; leave out --obs-scene to replace the source where it is shown, or pick another scene")
+
+    def _ensure_mirrored(self, client: OBSClient, exists: bool, settings: dict) -> None:
+        assert self.mirror is not None
+        if not exists and not self.mirror.create_input(client, settings):
+            if not self._said_nowhere:
+                self._said_nowhere = True
+                log.warning("no scene shows %r yet; its styled version appears wherever you add it", self.camera)
+            return
+        changes = self.mirror.reconcile(client, self._size[0])
+        if changes:
+            log.debug("obs output: %d twin change(s); shown in %s", changes, ", ".join(self.mirror.places) or "no scene")
+
+    def _ensure_full_canvas(self, client: OBSClient, exists: bool, settings: dict) -> None:
+        """One Media Source item filling the canvas of the scene (created, or pointed at our stream)."""
+        scene = self.scene or client.request("GetCurrentProgramScene")["currentProgramSceneName"]
+        self.scene = scene
+        if exists:
             try:
                 item_id = client.request("GetSceneItemId", {"sceneName": scene, "sourceName": self.input_name})["sceneItemId"]
             except OBSRequestError:
@@ -226,10 +286,11 @@ class OBSReturnSink(Sink):
             "positionX": 0, "positionY": 0, "boundsType": "OBS_BOUNDS_SCALE_INNER", "boundsAlignment": 0,
             "boundsWidth": float(video["baseWidth"]), "boundsHeight": float(video["baseHeight"]),
         }})
-        self.obs_connected = True
 
     def _keep(self) -> None:
-        """Watch the Media Source; after OBS goes away, reconnect with backoff and restore it."""
+        """Watch the Media Source (and in place of a camera, every scene showing it: at once when OBS
+        reports a change, else every check_interval); after OBS goes away, reconnect with backoff and
+        restore it."""
         client: OBSClient | None = None
         delay, lost = 0.5, not self.obs_connected
         while not self._stop.is_set():
@@ -239,11 +300,16 @@ class OBSReturnSink(Sink):
                     self.auth_failed = False
                     self._ensure(client)
                     if lost:
-                        log.warning("OBS output source %r is back in scene %r", self.input_name, self.scene)
+                        log.warning("OBS output source %r is back%s", self.input_name,
+                                    f" in scene {self.scene!r}" if self.mirror is None else "")
                     delay, lost = 0.5, False
+                elif self.mirror is not None:
+                    self._ensure(client)
                 else:
                     client.request("GetInputSettings", {"inputName": self.input_name})
-                self._stop.wait(self.check_interval)
+                if self._changed.wait(self.check_interval):
+                    self._changed.clear()
+                    self._stop.wait(0.05)  # let a burst of events (a scene being built) settle
             except (OBSConnectionError, SinkError) as exc:
                 if client is not None:
                     client.close()
@@ -261,6 +327,36 @@ class OBSReturnSink(Sink):
         if client is not None:
             client.close()
 
+    def _watch(self) -> None:
+        """Scene changes (items added, removed, moved, shown/hidden; scenes added) wake the keeper."""
+        client: OBSClient | None = None
+        while not self._stop.is_set():
+            try:
+                if client is None:
+                    client = self._client(events=MIRROR_EVENTS)
+                    self._changed.set()  # anything may have changed while we were away
+                event = client.next_event(timeout=0.5)
+                if event is not None and event[0] in MIRROR_EVENT_TYPES:
+                    self._changed.set()
+            except OBSConnectionError:
+                if client is not None:
+                    client.close()
+                    client = None
+                self._stop.wait(1.0)  # the keeper reports the loss and reconnects on its own schedule
+        if client is not None:
+            client.close()
+
+    def _restore_scenes(self) -> None:
+        """Remove every twin (the Media Source with them): the scenes are left as they were found."""
+        if self.mirror is None:
+            return
+        try:
+            with self._client(timeout=1.5) as client:
+                self.mirror.remove_all(client)
+        except OBSConnectionError as exc:
+            log.warning("could not remove the styled camera from OBS (%s); the next start or "
+                        "'l2d-obs stop' cleans it up", exc)
+
     # --- frames --------------------------------------------------------------------------------
     def write(self, frame: Frame) -> None:
         if self._server is not None:
@@ -268,13 +364,17 @@ class OBSReturnSink(Sink):
 
     def close(self) -> None:
         self._stop.set()
-        if self._keeper is not None:
-            self._keeper.join(2)
+        self._changed.set()
+        for thread in (self._keeper, self._watcher):
+            if thread is not None:
+                thread.join(2)
+        self._restore_scenes()
         server, self._server = self._server, None
         if server is not None:
             server.close()
 
     def status(self) -> dict:
         state = "connected" if self.obs_connected else "auth failed" if self.auth_failed else "reconnecting"
-        return {"input": self.input_name, "scene": self.scene, "obs_connected": self.obs_connected,
+        placed = {"replaces": self.camera, "scenes": list(self.mirror.places)} if self.mirror else {"scene": self.scene}
+        return {"input": self.input_name, **placed, "obs_connected": self.obs_connected,
                 "obs_state": state, "viewers": self._server.clients if self._server else 0}

@@ -67,6 +67,7 @@ class OBSSource(Source):
         self._client: OBSClient | None = None
         self._request: dict | None = None
         self._canvas: tuple[int, int] | None = None
+        self._own_size: tuple[int, int] | None = None
         self._pacer = Pacer(fps)
         self._opened_once = False
         self.state: str | None = None  # "auth failed" while OBS refuses the password
@@ -81,7 +82,9 @@ class OBSSource(Source):
 
     @property
     def native_size(self) -> tuple[int, int] | None:
-        return self._canvas  # frames go back to OBS: match its canvas
+        # The source's own size (a scene's is the canvas): styled frames that go back into OBS in place
+        # of the source then take its transform as it is.
+        return self._own_size
 
     def open(self) -> None:
         s = self.settings
@@ -102,8 +105,9 @@ class OBSSource(Source):
                 )
             video = client.request("GetVideoSettings")
             self._canvas = (int(video["baseWidth"]), int(video["baseHeight"]))
-            # A small probe screenshot tells the source's aspect ratio.
-            probe = decode_data_url(self._shot(client, {"imageWidth": 64}))
+            # One screenshot at the source's own size tells its size and aspect ratio.
+            probe = decode_data_url(self._shot(client, {}))
+            self._own_size = (probe.shape[1], probe.shape[0])
             aspect = probe.shape[1] / probe.shape[0]
         except CorruptFrame as exc:
             client.close()
