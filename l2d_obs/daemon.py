@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import statistics
@@ -33,7 +34,7 @@ from .config import OBSSettings, SwitchRules
 from .errors import ConfigError, L2DError, MissingWeightsError, SinkError, SourceError
 from .frames import Frame
 from .handoff import CLOSED, BoundedQueue, LatestSlot
-from .imageops import fit
+from .imageops import fit, size_for_aspect
 from .profiles import Profile, load_profile
 from .progress import ProgressBoard, ProgressFn
 from .sinks.base import Sink
@@ -83,6 +84,9 @@ class DaemonConfig:
     status_stream: TextIO | None = None  # where the live status line goes (default stderr)
     shutdown_timeout: float = 1.0  # for the stage threads to finish; the whole stop stays under 2 s
     preload: tuple[str, ...] = ()  # profiles prepared at start so switching to them is fast
+    # A profile's width x height is a pixel budget: the engine runs at the source's aspect ratio so the
+    # whole camera is styled (False: crop the camera to the profile's own shape).
+    keep_source_aspect: bool = True
     # Switch styles on OBS events (scene changes, source visibility, custom events); None: off.
     obs_events: tuple[OBSSettings, SwitchRules] | None = None
     # The command line's --device/--dtype: they win over a style's [engine] table on a switch too.
@@ -174,6 +178,7 @@ class Daemon:
         self.busy_threads: list[str] = []  # threads still inside native code after shutdown
         self._loader: threading.Thread | None = None
         self.output_size: tuple[int, int] = (profile.width, profile.height)
+        self._aspect: float | None = None  # the source's, once open (see _sized)
         self.fps = 30.0
         self.control = None
         self._bypass = threading.Event()  # set by the control thread, read by the engine thread
@@ -212,8 +217,12 @@ class Daemon:
         """Validate a profile now (one-line L2DError on a bad one, nothing changes) and prepare it in
         the background while the current style keeps streaming. The engine thread takes it over
         between two frames. Rapid requests: the newest wins, older unfinished ones are dropped."""
-        profile = self.validated_profile(name)
+        profile = self._sized(self.validated_profile(name))
         with self._switch_lock:
+            idle = self._pending is None and self._switch_state.get("state") in (None, "active", "failed")
+            if idle and profile == self.profile and self._engine is not None:
+                # e.g. a scene rule for the style already on screen: nothing to prepare, no re-warm
+                return {"switching_to": profile.name, "already_active": True}
             self._switch_state = {"profile": profile.name, "state": "preparing"}
         self._switch_requests.put((profile, time.monotonic()))
         return {"switching_to": profile.name}
@@ -305,6 +314,8 @@ class Daemon:
                 return self.status()
             self.fps = self.source.fps
             self.output_size = self.config.output_size or self.source.native_size or (self.profile.width, self.profile.height)
+            self._aspect = self._source_aspect()
+            self.profile = self._sized(self.profile)
             # Outputs before the engine: a missing virtual camera should fail before seconds of model loading.
             self.progress.update("opening the outputs", 0.0)
             for sink in self.sinks:
@@ -679,9 +690,26 @@ class Daemon:
         engine = self._engine
         if not hasattr(engine, "apply_style"):
             return
-        self.styles = StyleLibrary(engine.device, engine.dtype, placement=self._style_placement)
+        self.styles = StyleLibrary(engine.device, engine.dtype, placement=self._style_placement,
+                                   profile_loader=lambda name: self._sized(load_profile(name)))
         self.styles.adopt(self.profile, engine.style)
         self.styles.preload(list(self.config.preload))
+
+    def _source_aspect(self) -> float | None:
+        size = self.source.native_size
+        if not self.config.keep_source_aspect or not size or size[0] <= 0 or size[1] <= 0:
+            return None
+        return size[0] / size[1]
+
+    def _sized(self, profile: Profile) -> Profile:
+        """The profile at the source's aspect ratio (same pixel budget), when the daemon keeps it."""
+        aspect = self._aspect
+        if aspect is None:
+            return profile
+        width, height = size_for_aspect(profile.width, profile.height, aspect)
+        if (width, height) == (profile.width, profile.height):
+            return profile
+        return dataclasses.replace(profile, width=width, height=height)
 
     def _style_placement(self, profile: Profile):
         """Device and precision for a style: the command line's, else the profile's [engine] table,
