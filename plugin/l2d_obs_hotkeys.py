@@ -397,7 +397,7 @@ def set_bypass(on=None):
         return "no running l2d-obs daemon for bypass ({}); start it first".format(exc)
     if _state["daemon"] is not None:
         _state["daemon"]["bypass"] = bool(on)
-    return "bypass on: the raw camera goes out" if on else "bypass off: styling"
+    return "bypass on: the raw camera goes out, the engine is idle" if on else "bypass off: styling resumes"
 
 
 def _reason(exc):

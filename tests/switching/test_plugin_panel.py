@@ -24,7 +24,7 @@ from l2d_obs.control.client import ControlClient, _pid_alive, read_control_file
 from l2d_obs.errors import ControlError
 from tests.daemon.daemon_helpers import wait_until
 from tests.obs_harness import OBSHarness, add_color_source, free_port, obs_fixture_body
-from tests.switching.switching_helpers import PLUGIN
+from tests.switching.switching_helpers import MISSING_WEIGHTS, PLUGIN, tiny_variant
 from tests.switching.test_plugin_phase import load_plugin
 
 L2D_OBS = Path(sys.executable).with_name("l2d-obs")  # this venv's console script (not a pyenv shim)
@@ -108,8 +108,14 @@ def panel(tmp_path_factory):
     mjpeg_port = free_port()
 
     def install(harness: OBSHarness) -> None:
+        # User profiles where both the script and the daemon it starts look (OBS's HOME): a style whose
+        # weights are missing, between tiny and B in the hotkeys' order.
+        profiles = harness.home / ".config" / "l2d-obs" / "profiles"
+        profiles.mkdir(parents=True)
+        (profiles / "missing.toml").write_text(MISSING_WEIGHTS)
+        (profiles / "B.toml").write_text(tiny_variant("B", 101))
         harness.add_script(PLUGIN, {
-            "profiles": "tiny", "control_file": str(state / "control.json"), "command": str(L2D_OBS),
+            "profiles": "tiny,missing,B", "control_file": str(state / "control.json"), "command": str(L2D_OBS),
             "start_profile": "tiny", "source": f"obs:{CAMERA}", "output": f"mjpeg:{mjpeg_port}",
             "extra_args": "--fps 10 --threads 1", "obs_port": harness.conn.port, "obs_password": harness.conn.password,
         })
@@ -192,6 +198,16 @@ def test_panel_starts_bypasses_and_stops_a_daemon(panel):
         c.request("TriggerHotkeyByName", {"hotkeyName": "l2d_obs.bypass"})
         assert wait_until(lambda: not ControlClient(info).status()["bypass"], 10)
         assert wait_until(lambda: distance_to_camera(port) > 25, 30), distance_to_camera(port)
+
+        # "next style" moves past the style the daemon refuses (weights missing) and says why once.
+        c.request("TriggerHotkeyByName", {"hotkeyName": "l2d_obs.next"})
+        assert wait_until(lambda: ControlClient(info).status()["switch"] == {**ControlClient(info).status()["switch"],
+                                                                            "profile": "B", "state": "active"}, 60), \
+            ControlClient(info).status()["switch"]
+        log = obs.obs_log()
+        assert "[l2d-obs] switching to B (skipped missing)" in log
+        assert log.count("[l2d-obs] daemon refused missing: ") == 1
+        wait_status(obs, "running · B · ", running + 1, 10)
 
         # Stop: the daemon is gone within 2 s of the press.
         before = len(status_lines(obs))
