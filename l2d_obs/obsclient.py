@@ -1,10 +1,15 @@
-"""A small synchronous obs-websocket 5.x client.
+"""A small synchronous obs-websocket 5.x client on websocket-client.
 
-Why not obswebsocket's ``obsws``: it loses the error text of failed requests, runs callbacks on its receive
-thread, and lets websocket-client validate UTF-8 in pure Python, which caps 512x512 screenshots at ~23/s
-(DESIGN §6; ~75/s without). Sources and sinks only need request/response, so this client sends one request
-at a time on its own connection, subscribes to no events, and raises OBSConnectionError with OBS's own
-comment when a request fails. The password is used for the handshake and never stored in messages or logs.
+Why not obs-websocket-py's ``obsws`` (measured against a real OBS in docs/obs-client.md,
+benchmarks/obs_client_bench.py). Configured as far as its API allows, it is still 17 % slower per request:
+every reply crosses from its receive thread to the caller. JPEG screenshots at 512x512 are 8-19 % fewer per
+second, with about twice the client CPU, because it formats every whole reply into a debug string even
+with logging off. Version 1.0 has no raw mode, so OBS's error text survives only through its internal
+tables. Its login turns every close code into "password may be incorrect" and leaves the socket open, and
+its connect has no timeout. As shipped, it also checks UTF-8 in pure Python: 72 ms of CPU per noise JPEG.
+So this client sends one request at a time on its own connection, subscribes to no events unless asked,
+and raises OBSRequestError with OBS's own comment when a request fails. The password is used for the
+handshake and never stored in messages or logs.
 
 A wrong password shows as obs-websocket closing the connection after Identify with close code 4009
 (AuthenticationFailed; websocket-client's ``recv`` would return "" for it, so the handshake reads the close
