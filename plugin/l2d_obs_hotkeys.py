@@ -472,7 +472,7 @@ def style_list_line(styles, active):
 
 
 def _tick():
-    """OBS's timer (its own thread): reap the child, start a poll, show and log what changed."""
+    """OBS's timer: reap the child, start a poll, log what changed (the panel reads it when drawn)."""
     _reap_child()
     if not _state["polling"]:
         _state["polling"] = True
@@ -490,11 +490,6 @@ def _tick():
     if styles and styles != _state["styles_said"]:
         _state["styles_said"] = styles
         _log(obs.LOG_INFO, "styles: " + styles)
-    settings = _state["settings"]
-    if settings is not None:  # what the panel shows when it is next drawn
-        obs.obs_data_set_string(settings, "status", text)
-        obs.obs_data_set_bool(settings, "bypass", bool(status and status.get("bypass")))
-        obs.obs_data_set_string(settings, "style", (status or {}).get("profile") or "")
 
 
 def _in_background(work, name):
@@ -507,12 +502,19 @@ def _in_background(work, name):
 
 
 def _show_now(props, text=None):
-    """Before the panel redraws (a button's callback returns True): the status text, and the style list
-    filled in again from the last poll (OBS redraws the same properties, it does not ask for new ones)."""
+    """Called by OBS on its UI thread just before it draws the panel (the properties are built, or a
+    button's callback returns True): the status, bypass box and style list from the last poll. OBS
+    redraws the same properties, it does not ask for new ones, so the list is filled in again here.
+    Settings are only written here, on the thread that reads them, never from the timer."""
+    if props is None:  # a hotkey: no panel to draw
+        return False
     settings = _state["settings"]
-    if text is not None and settings is not None:
-        obs.obs_data_set_string(settings, "status", text)
-    style = obs.obs_properties_get(props, "style") if props is not None else None
+    status = _state["daemon"] or {}
+    if settings is not None:
+        obs.obs_data_set_string(settings, "status", text or _state["status_text"])
+        obs.obs_data_set_bool(settings, "bypass", bool(status.get("bypass")))
+        obs.obs_data_set_string(settings, "style", status.get("profile") or "")
+    style = obs.obs_properties_get(props, "style")
     if style is not None:
         obs.obs_property_list_clear(style)
         active = _state.get("styles_active")
@@ -521,13 +523,24 @@ def _show_now(props, text=None):
     return True
 
 
+_actions = threading.Lock()  # one start or stop at a time, however fast the button is pressed
+
+
+def _one_at_a_time(action):
+    def run():
+        with _actions:
+            return action()
+
+    return run
+
+
 def on_start(props=None, _prop=None):
-    _in_background(start_daemon, "l2d-obs-start")
+    _in_background(_one_at_a_time(start_daemon), "l2d-obs-start")
     return _show_now(props, "starting ..." if _state["daemon"] is None else None)
 
 
 def on_stop(props=None, _prop=None):
-    _in_background(stop_daemon, "l2d-obs-stop")
+    _in_background(_one_at_a_time(stop_daemon), "l2d-obs-stop")
     return _show_now(props, "stopping ..." if _state["daemon"] is not None else None)
 
 
@@ -680,6 +693,7 @@ def script_load(settings):
     _log(obs.LOG_INFO, "registered hotkeys for styles: " + ", ".join(profiles))
     obs.obs_data_set_bool(settings, "bypass", False)  # live state, not a preference: the poll fills it in
     obs.obs_data_set_string(settings, "style", "")
+    obs.obs_data_set_string(settings, "status", "stopped")
     obs.timer_add(_tick, POLL_MS)
     _state["timer"] = True
 

@@ -96,6 +96,46 @@ def test_a_failed_start_shows_the_daemons_own_reason(tmp_path, monkeypatch):
     assert plugin.start_daemon().startswith(f"cannot start: cannot run {tmp_path / 'nothing-here'}")
 
 
+def test_drawing_the_panel_never_acts_only_a_users_pick_does(monkeypatch):
+    """OBS calls the modified callbacks whenever it draws the panel: that must not switch or bypass;
+    a pick that differs from what the daemon does must, once."""
+    plugin = load_plugin(monkeypatch)
+    fake = plugin.obs
+    fake.obs_data_set_string = lambda d, k, v: d.__setitem__(k, v)
+    fake.obs_data_set_bool = lambda d, k, v: d.__setitem__(k, v)
+    fake.obs_data_get_string = lambda d, k: d.get(k, "")
+    fake.obs_data_get_bool = lambda d, k: d.get(k, False)
+    items: list[tuple[str, str]] = []
+    fake.obs_properties_get = lambda props, name: items if name == "style" else None
+    fake.obs_property_list_clear = lambda prop: prop.clear()
+    fake.obs_property_list_add_string = lambda prop, label, value: prop.append((label, value))
+    switched, bypassed = [], []
+    monkeypatch.setattr(plugin, "switch_async", switched.append)
+    monkeypatch.setattr(plugin, "_in_background", lambda work, name: bypassed.append(name))
+    settings: dict = {}
+    plugin._state.update(settings=settings, daemon={"profile": "tiny", "bypass": False}, styles=["B", "tiny"],
+                         styles_active="tiny", status_text="running · tiny · 10.0 fps · 900 ms")
+    assert plugin.on_refresh(object()) is True
+    assert items == [("B", "B"), ("\u25cf tiny (active)", "tiny")]
+    assert settings == {"status": "running · tiny · 10.0 fps · 900 ms", "bypass": False, "style": "tiny"}
+    plugin._on_style_property(None, None, settings)
+    plugin._on_bypass_property(None, None, settings)
+    assert switched == [] and bypassed == []  # a redraw
+    settings["style"] = "B"
+    plugin._on_style_property(None, None, settings)
+    plugin._on_style_property(None, None, settings)  # OBS calls it again when it redraws
+    assert switched == ["B"]
+    settings["bypass"] = True
+    plugin._on_bypass_property(None, None, settings)
+    assert bypassed == ["l2d-obs-bypass"]
+    plugin._state["daemon"] = None  # nothing runs: nothing to act on
+    settings["style"] = "tiny"
+    plugin._on_style_property(None, None, settings)
+    assert switched == ["B"]
+    assert plugin.on_start(None) is False  # a hotkey: no panel, settings untouched
+    assert settings["status"] == "running · tiny · 10.0 fps · 900 ms"
+
+
 # --- in a real OBS -------------------------------------------------------------------------------
 
 
