@@ -41,7 +41,9 @@ _OP_HELLO, _OP_IDENTIFY, _OP_IDENTIFIED, _OP_EVENT, _OP_REQUEST, _OP_RESPONSE = 
 # obs-websocket 5 event subscription bits (EventSubscription enum).
 EVENTS_GENERAL = 1 << 0  # CustomEvent among others
 EVENTS_SCENES = 1 << 2  # CurrentProgramSceneChanged
-EVENTS_SCENE_ITEMS = 1 << 7  # SceneItemEnableStateChanged
+EVENTS_INPUTS = 1 << 3  # InputRemoved, InputNameChanged
+EVENTS_SCENE_ITEMS = 1 << 7  # SceneItemCreated/Removed/ListReindexed/EnableStateChanged
+EVENTS_SCENE_ITEM_TRANSFORMS = 1 << 19  # SceneItemTransformChanged (high-volume: only when asked for)
 
 
 # obs-websocket 5 WebSocketCloseCode values a login can end with.

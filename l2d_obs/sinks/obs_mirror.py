@@ -15,11 +15,14 @@ crashed run left behind.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from ..obsclient import OBSClient, OBSRequestError
+from ..paths import state_dir
 
 log = logging.getLogger(__name__)
 
@@ -265,3 +268,40 @@ def shows(containers: list[Container], outer: str, inner: str) -> bool:
         seen.add(name)
         todo.extend(children.get(name, ()))
     return False
+
+
+# --- what a run that did not stop cleanly left in OBS ------------------------------------------------
+# While twins exist, the state folder names them, so that `l2d-obs stop` can take them out of OBS even
+# when the daemon that made them was killed (the next `start` adopts or removes them as well).
+def leftovers_file() -> Path:
+    return state_dir() / "obs-output.json"
+
+
+def record_twins(camera: str, twin: str, address: str) -> None:
+    path = leftovers_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"camera": camera, "input": twin, "obs": address}))
+    except OSError as exc:
+        log.debug("cannot record the OBS twins in %s: %s", path, exc)
+
+
+def forget_twins() -> None:
+    leftovers_file().unlink(missing_ok=True)
+
+
+def remove_leftovers(connect: Callable[[], OBSClient]) -> list[str] | None:
+    """Remove the twins a stopped run left (None when none are recorded); returns the scenes cleaned."""
+    try:
+        record = json.loads(leftovers_file().read_text())
+        mirror = SceneMirror(str(record["camera"]), str(record["input"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        forget_twins()
+        return None
+    with connect() as client:
+        scenes = sorted(c.name for c in mirror.list_containers(client) if any(i.source == mirror.twin for i in c.items))
+        mirror.remove_all(client)
+    forget_twins()
+    return scenes

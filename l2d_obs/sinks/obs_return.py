@@ -27,7 +27,7 @@ from ..handoff import CLOSED, LatestSlot
 from ..obsclient import (EVENTS_INPUTS, EVENTS_SCENE_ITEM_TRANSFORMS, EVENTS_SCENE_ITEMS, EVENTS_SCENES, OBSAuthError,
                          OBSClient, OBSRequestError, report_auth_failure)
 from .base import Sink, encode_jpeg
-from .obs_mirror import Container, SceneMirror, shows
+from .obs_mirror import Container, SceneMirror, forget_twins, record_twins, shows
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,7 @@ class OBSReturnSink(Sink):
         self.reconnects = 0
         self._size = (0, 0)
         self._said_nowhere = False
+        self._recorded = False
 
     @property
     def name(self) -> str:
@@ -262,6 +263,9 @@ class OBSReturnSink(Sink):
                 self._said_nowhere = True
                 log.warning("no scene shows %r yet; its styled version appears wherever you add it", self.camera)
             return
+        if not self._recorded:  # `l2d-obs stop` can clean up after a killed run
+            record_twins(self.mirror.camera, self.input_name, self.settings.address)
+            self._recorded = True
         changes = self.mirror.reconcile(client, self._size[0])
         if changes:
             log.debug("obs output: %d twin change(s); shown in %s", changes, ", ".join(self.mirror.places) or "no scene")
@@ -353,6 +357,7 @@ class OBSReturnSink(Sink):
         try:
             with self._client(timeout=1.5) as client:
                 self.mirror.remove_all(client)
+            forget_twins()
         except OBSConnectionError as exc:
             log.warning("could not remove the styled camera from OBS (%s); the next start or "
                         "'l2d-obs stop' cleans it up", exc)

@@ -4,9 +4,6 @@ it runs, and leaves every scene exactly as it found it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -20,7 +17,7 @@ from l2d_obs.frames import Frame
 from l2d_obs.profiles import load_profile
 from l2d_obs.sinks.obs_return import OBSReturnSink
 from l2d_obs.sources.obs import OBSSource, decode_data_url
-from tests.daemon.daemon_helpers import wait_until
+from tests.daemon.daemon_helpers import cli, cli_env, cli_run, wait_until
 from tests.obs_harness import add_color_source
 
 pytestmark = pytest.mark.obs
@@ -250,10 +247,8 @@ def test_an_output_that_would_film_itself_is_refused_in_one_line(obs, two_scenes
     with obs.conn.client() as c:
         assert {s: scene_state(c, names[s]) for s in ("A", "B", "N")} == before
     # the command line says the same, in one line, before any model loads
-    env = {**os.environ, **obs.conn.env()}
-    run = subprocess.run([sys.executable, "-m", "l2d_obs", "start", "--profile", "tiny", "--source", f"obs:{names['N']}",
-                          "--output", "obs", "--obs-scene", names["A"], "--obs-input", names["twin"], "--frames", "3"],
-                         env=env, capture_output=True, text=True, timeout=120)
+    run = cli_run("start", "--profile", "tiny", "--source", f"obs:{names['N']}", "--output", "obs", "--obs-scene",
+                  names["A"], "--obs-input", names["twin"], "--frames", "3", env=cli_env(obs.conn.env()), timeout=120)
     assert run.returncode != 0
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert any("fed back into itself" in line for line in lines), run.stderr
@@ -286,3 +281,26 @@ def test_the_daemon_styles_the_camera_in_place_at_its_aspect(obs, two_scenes):
         runner.join(10)
     with obs.conn.client() as c:
         assert {s: scene_state(c, names[s]) for s in ("A", "B", "N")} == before
+
+
+def test_l2d_obs_stop_removes_what_a_killed_daemon_left(obs, two_scenes):
+    names, before = two_scenes
+    env = cli_env(obs.conn.env())
+    daemon = cli("start", "--profile", "tiny", "--source", f"obs:{names['cam']}", "--output", "obs", "--obs-input",
+                 names["twin"], "--control-port", "0", env=env)
+    try:
+        with obs.conn.client() as c:
+            assert wait_until(lambda: all(twins_directly_above_cameras(c, names[s], names["cam"], names["twin"])
+                                          for s in ("A", "B")), 90), daemon.stderr.read() if daemon.poll() is not None else ""
+    finally:
+        daemon.kill()  # kill -9: the daemon cleans up nothing
+        daemon.communicate(timeout=10)
+    with obs.conn.client() as c:
+        assert scene_state(c, names["A"]) != before["A"]  # the twins are still there
+    stop = cli_run("stop", env=env)
+    assert stop.returncode == 0, stop.stderr
+    assert "removed the styled camera" in stop.stdout and names["A"] in stop.stdout and names["B"] in stop.stdout
+    with obs.conn.client() as c:
+        assert {s: scene_state(c, names[s]) for s in ("A", "B", "N")} == before
+    again = cli_run("stop", env=env)  # nothing left: the usual "no daemon" line
+    assert again.returncode != 0 and "no daemon is running" in again.stderr
