@@ -92,10 +92,11 @@ class _ImportFinder(ast.NodeVisitor):
             self._add(node.module, node)
 
     def visit_Call(self, node: ast.Call) -> None:
-        # importlib.util.find_spec("pkg") / import_module("pkg") with a literal name use that package too.
+        # importlib.util.find_spec("pkg") / import_module("pkg") with a literal name use that package too, and
+        # so does training.extras.require("pkg") (an import with a one-line error naming the extra).
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        if name in ("find_spec", "import_module") and node.args and isinstance(node.args[0], ast.Constant) \
+        if name in ("find_spec", "import_module", "require") and node.args and isinstance(node.args[0], ast.Constant) \
                 and isinstance(node.args[0].value, str):
             self._add(node.args[0].value, node)
         self.generic_visit(node)

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from l2d_obs.imageops import fit
+from l2d_obs.training.extras import require
 
 HELDOUT_IMAGES = ("coffee",)
 # Bundled without a stated licence (docs/training-data.md): used as photo clips, never as posters
@@ -115,17 +116,14 @@ def _all_photos() -> tuple[NamedImage, ...]:
 def _load_photo(source: _Source) -> NamedImage:
     disparity = None
     if source.name == "motorcycle_left":
-        import skimage.data
-
-        rgb, _, raw = skimage.data.stereo_motorcycle()
+        skimage_data = require("skimage.data")
+        rgb, _, raw = skimage_data.stereo_motorcycle()
         disparity = _normalise_disparity(raw)
     elif source.name in ("china", "flower"):
         rgb = _read_sklearn_image(f"{source.name}.jpg")
     else:
-        import skimage.data
-
         loader = "colorwheel" if source.name == "color" else source.name
-        rgb = getattr(skimage.data, loader)()
+        rgb = getattr(require("skimage.data"), loader)()
     rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
     rgb, disparity = _limit_size(rgb, disparity)
     return NamedImage(
@@ -178,11 +176,10 @@ def _limit_size(rgb: np.ndarray, disparity: np.ndarray | None) -> tuple[np.ndarr
 @lru_cache(maxsize=1)
 def _textures() -> tuple[np.ndarray, ...]:
     """Grey textures (H, W) float32 in [0, 1], normalised so tints spread over a useful range."""
-    import skimage.data
-
+    skimage_data = require("skimage.data")
     out = []
     for name in _TEXTURES:
-        grey = getattr(skimage.data, name)().astype(np.float32)
+        grey = getattr(skimage_data, name)().astype(np.float32)
         lo, hi = np.percentile(grey, [2.0, 98.0])
         out.append(_frozen(np.clip((grey - lo) / max(hi - lo, 1.0), 0.0, 1.0).astype(np.float32)))
     return tuple(out)

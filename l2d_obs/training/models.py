@@ -12,6 +12,7 @@ from torch import nn
 
 from ..engine.depth import DepthEncoder, TransformersDepthEstimator
 from ..engine.temporal import TemporalContext, motion_transformers, patch_motion_modules
+from .extras import require
 from .sizes import ModelSize, build_fresh_parts
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ class TrainingModels:
         self.context = patch_motion_modules(self.unet, window, warmup, steps)
 
     def add_lora(self, rank: int, seed: int) -> None:
-        from peft import LoraConfig, inject_adapter_in_model
+        peft = require("peft")
+        LoraConfig, inject_adapter_in_model = peft.LoraConfig, peft.inject_adapter_in_model
 
         if self.has_lora:
             return
