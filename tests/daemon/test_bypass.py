@@ -14,6 +14,7 @@ from l2d_obs.daemon import Daemon, DaemonConfig
 from l2d_obs.errors import ControlError
 from l2d_obs.imageops import fit
 from l2d_obs.sources.pattern import PatternSource
+from tests.switching.switching_helpers import tiny_variant
 from tests.daemon.daemon_helpers import RecordingSink, cli_env, cli_run, real_engine_factory, run_in_thread, tiny, wait_until
 
 OUTPUT_SIZE = (96, 72)  # neither the source's 80x60 nor the engine's 64x64: fitting is visible
@@ -136,12 +137,15 @@ def test_bypass_off_resumes_from_a_fresh_stream_warmed_with_the_newest_frames(ru
     assert not np.array_equal(last.pixels, raw_fitted(source, last.index))
 
 
-def test_a_switch_asked_during_bypass_waits_and_then_re_warms_once(running):
+def test_a_switch_asked_during_bypass_waits_and_then_re_warms_once(running, tmp_path, monkeypatch):
     d, source, sink, engine = running
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "B.toml").write_text(tiny_variant("B", 101))  # same model, another style
+    monkeypatch.setenv("L2D_PROFILES_DIR", str(tmp_path / "profiles"))
     d.set_bypass(True)
     assert wait_until(lambda: np.array_equal(sink.records[-1][1].pixels, raw_fitted(source, sink.records[-1][1].index)), 10)
     calls = engine.calls()
-    d.request_switch("tiny")  # same model: prepared, then held back while bypassed
+    d.request_switch("B")  # prepared, then held back while bypassed
     assert wait_until(lambda: d._pending is not None, 30)
     n = d.stats.frames_published
     assert wait_until(lambda: d.stats.frames_published >= n + 10, 10)
