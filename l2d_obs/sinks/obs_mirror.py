@@ -145,6 +145,7 @@ class SceneMirror:
         self.camera, self.twin = camera, twin
         self.places: list[str] = []  # containers where the styled camera is shown (status)
         self._refused: set[tuple[str, str]] = set()  # (container, reason) already said once
+        self.not_placed: set[str] = set()  # containers showing the camera where OBS refused a twin (status)
 
     # --- reading OBS ---------------------------------------------------------------------------
     @staticmethod
@@ -174,9 +175,13 @@ class SceneMirror:
     def _apply(self, client: OBSClient, plan: ContainerPlan, frame_width: int) -> int:
         scene = plan.container
         changes = 0
-        for item_id in plan.remove:
-            self._call(client, plan, "RemoveSceneItem", {"sceneName": scene, "sceneItemId": item_id})
-            changes += 1
+        if plan.is_group and plan.create_above:
+            # obs-websocket 5 (OBS 28-30) adds items to scenes only ("The specified source is not a scene.
+            # (Is group)", code 602), so a camera inside a group cannot get its twin there.
+            self._say_once(scene, f"{self.camera!r} is inside the group {scene!r}, and OBS's websocket cannot add items to "
+                                  "a group: its styled version is not shown there; use a nested scene instead of a group")
+            self.not_placed.add(scene)
+            plan.create_above = []
         for twin_id, camera in plan.updates:
             self._follow(client, scene, twin_id, camera, frame_width)
             changes += 1
@@ -192,6 +197,11 @@ class SceneMirror:
             client.request("SetSceneItemIndex", {"sceneName": scene, "sceneItemId": twin_id, "sceneItemIndex": index + 1})
             self._follow(client, scene, twin_id, camera, frame_width)
             log.info("styled camera placed over %r in %s %r", self.camera, "group" if plan.is_group else "scene", scene)
+            changes += 1
+        # Removed last: the Media Source lives as long as one of its items does (a twin just made in a
+        # group may be the one that keeps it, after the input had to be created in the group's scene).
+        for item_id in plan.remove:
+            self._call(client, plan, "RemoveSceneItem", {"sceneName": scene, "sceneItemId": item_id})
             changes += 1
         return changes
 
@@ -209,16 +219,20 @@ class SceneMirror:
         try:
             return client.request(request, data)
         except OBSRequestError as exc:
-            key = (plan.container, str(exc))
-            if key not in self._refused:
-                self._refused.add(key)
-                log.warning("cannot mirror %r in %r: %s", self.camera, plan.container, exc)
+            self._say_once(plan.container, f"cannot show the styled {self.camera!r} in {plan.container!r}: {exc}")
+            self.not_placed.add(plan.container)
             return None
+
+    def _say_once(self, container: str, message: str) -> None:
+        if (container, message) not in self._refused:
+            self._refused.add((container, message))
+            log.warning("%s", message)
 
     def create_input(self, client: OBSClient, settings: dict[str, Any]) -> bool:
         """Create the Media Source as the twin of the first camera item in a scene (obs-websocket makes
         an input together with a first scene item). False while no scene shows the camera yet."""
-        for container in self.list_containers(client):
+        containers = self.list_containers(client)
+        for container in containers:
             cameras = [i for i in container.items if i.source == self.camera]
             if container.is_group or not cameras:
                 continue

@@ -259,7 +259,8 @@ class OBSReturnSink(Sink):
     def _ensure_mirrored(self, client: OBSClient, exists: bool, settings: dict) -> None:
         assert self.mirror is not None
         if not exists and not self.mirror.create_input(client, settings):
-            if not self._said_nowhere:
+            self.mirror.reconcile(client, self._size[0])  # says why a group showing the camera gets nothing
+            if not self._said_nowhere and not self.mirror.not_placed:
                 self._said_nowhere = True
                 log.warning("no scene shows %r yet; its styled version appears wherever you add it", self.camera)
             return
@@ -380,6 +381,7 @@ class OBSReturnSink(Sink):
 
     def status(self) -> dict:
         state = "connected" if self.obs_connected else "auth failed" if self.auth_failed else "reconnecting"
-        placed = {"replaces": self.camera, "scenes": list(self.mirror.places)} if self.mirror else {"scene": self.scene}
+        placed = {"replaces": self.camera, "scenes": list(self.mirror.places),
+                  "not_shown_in": sorted(self.mirror.not_placed)} if self.mirror else {"scene": self.scene}
         return {"input": self.input_name, **placed, "obs_connected": self.obs_connected,
                 "obs_state": state, "viewers": self._server.clients if self._server else 0}
