@@ -175,6 +175,7 @@ class OBSReturnSink(Sink):
         self._changed = threading.Event()  # OBS reported a scene change: reconcile now
         self._keeper: threading.Thread | None = None
         self._watcher: threading.Thread | None = None
+        self._watch_client: OBSClient | None = None
         self.obs_connected = False
         self.auth_failed = False  # OBS refuses the password (status: obs_state "auth failed")
         self.reconnects = 0
@@ -338,7 +339,7 @@ class OBSReturnSink(Sink):
         while not self._stop.is_set():
             try:
                 if client is None:
-                    client = self._client(events=MIRROR_EVENTS)
+                    client = self._watch_client = self._client(events=MIRROR_EVENTS)
                     self._changed.set()  # anything may have changed while we were away
                 event = client.next_event(timeout=0.5)
                 if event is not None and event[0] in MIRROR_EVENT_TYPES:
@@ -371,6 +372,9 @@ class OBSReturnSink(Sink):
     def close(self) -> None:
         self._stop.set()
         self._changed.set()
+        watching = self._watch_client
+        if watching is not None:
+            watching.close()  # ends its wait for the next event now, not at its timeout
         for thread in (self._keeper, self._watcher):
             if thread is not None:
                 thread.join(2)
