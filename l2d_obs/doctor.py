@@ -82,7 +82,17 @@ def check_obs() -> Check:
             v = client.request("GetVersion")
         return Check("OBS", True, f"OBS {v.get('obsVersion')} / obs-websocket {v.get('obsWebSocketVersion')} at {settings.address}")
     except L2DError as exc:
-        return Check("OBS", False, _for_doctor(str(exc)))
+        return Check("OBS", False, f"{_for_doctor(str(exc))}; {_who_needs_obs()}")
+
+
+def _who_needs_obs() -> str:
+    """Which sources and outputs need OBS (the registries say), so a camera-only setup can ignore the row."""
+    from .sinks import SINK_KINDS
+    from .sources import SOURCE_KINDS
+
+    sources = [k.syntax for k in SOURCE_KINDS if k.talks_to_obs]
+    outputs = [k.syntax for k in SINK_KINDS if k.talks_to_obs]
+    return f"only {', '.join(sources)} sources and {', '.join(outputs)} outputs need it"
 
 
 # What weights.store says of a file that is not downloaded: "FIELD (SOURCE) is not downloaded: WHERE is

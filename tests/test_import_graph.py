@@ -135,8 +135,10 @@ def _package(module: str) -> str:
 
 
 # What each package may import besides itself (docs/architecture.md, "What each package may import").
-# The leaves (errors, dtypes, frames, progress, threads, imageops, httpguard, handoff, paths) are open to all.
-LEAVES = {"errors", "dtypes", "frames", "progress", "threads", "imageops", "httpguard", "handoff", "paths"}
+# The leaves (errors, dtypes, frames, progress, threads, imageops, httpguard, handoff, paths, tomlschema)
+# are open to all.
+LEAVES = {"errors", "dtypes", "frames", "progress", "threads", "imageops", "httpguard", "handoff", "paths",
+          "tomlschema"}
 MAY_IMPORT = {
     "engine": {"profiles"},
     "weights": {"engine", "profiles"},
@@ -151,7 +153,7 @@ MAY_IMPORT = {
     "control": {"config", "obsclient", "profiles"},
     "render": {"sources", "sinks"},
     "daemon": {"config", "control", "engine", "factory", "profiles", "sinks", "sources", "styles", "weights"},
-    "doctor": {"config", "obsclient", "profiles", "sinks", "weights"},
+    "doctor": {"config", "obsclient", "profiles", "sinks", "sources", "weights"},
     "training": {"engine", "profiles", "weights"},
     "evaluation": {"engine", "factory", "profiles", "render", "sources"},
     "bench": {"daemon", "engine", "profiles", "sinks", "sources"},

@@ -17,6 +17,8 @@ from . import command_set
 from ..config import load_settings
 from ..dtypes import DTYPE_HELP, parse_dtype
 from ..errors import ConfigError, ControlError, L2DError
+from ..sinks import sink_help
+from ..sources import source_help
 
 app = command_set()  # what cli.py adds to the root
 
@@ -35,8 +37,8 @@ def _size(value: str | None, option: str) -> tuple[int, int] | None:
 @app.command()
 def start(
     profile: Annotated[str, typer.Option("--profile", "-p", help="Style profile name or .toml path.")] = "toon",
-    source: Annotated[str, typer.Option("--source", "-s", help="obs:NAME, device:N, /dev/videoN, file:PATH or pattern.")] = "device:0",
-    output: Annotated[Optional[list[str]], typer.Option("--output", "-o", help="vcam[:DEVICE], obs[:SCENE], mjpeg[:PORT], file:PATH, null. Repeat for several.")] = None,
+    source: Annotated[str, typer.Option("--source", "-s", help=source_help())] = "device:0",
+    output: Annotated[Optional[list[str]], typer.Option("--output", "-o", help=sink_help())] = None,
     frames: Annotated[Optional[int], typer.Option("--frames", help="Stop after this many styled frames (a file output records each once, so it holds this many).")] = None,
     size: Annotated[Optional[str], typer.Option("--size", help="Output size WxH (default: the source's size).")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Capture rate for obs: and pattern sources.")] = 30.0,
@@ -129,8 +131,8 @@ def _build_daemon(settings, profile, source, output, frames, size, fps, wait, de
     from ..daemon import Daemon, DaemonConfig, default_engine_factory
     from ..profiles import load_profile
     from ..progress import ProgressBoard
-    from ..sinks import SinkOptions, make_sink
-    from ..sources import SourceOptions, make_source
+    from ..sinks import SinkOptions, make_sink, sink_kind
+    from ..sources import SourceOptions, make_source, source_kind
 
     from ..threads import apply_threads
 
@@ -145,7 +147,7 @@ def _build_daemon(settings, profile, source, output, frames, size, fps, wait, de
     sink_opts = SinkOptions(obs_scene=obs_scene, obs_input=obs_input, obs_return_port=obs_return_port,
                             vcam_backend=vcam_backend, wait=wait)
     sinks = [make_sink(spec, settings.obs, sink_opts) for spec in (output or ["vcam"])]
-    uses_obs = source.startswith("obs:") or any(spec.split(":")[0] == "obs" for spec in (output or []))
+    uses_obs = source_kind(source)[0].talks_to_obs or any(sink_kind(spec)[0].talks_to_obs for spec in (output or []))
     rules = settings.switching
     if obs_events is None:
         obs_events = uses_obs or bool(rules.scenes or rules.sources)

@@ -1,4 +1,4 @@
-"""`l2d-obs profiles list | show | check` — style profiles."""
+"""`l2d-obs profiles list | show | keys | check` — style profiles."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import typer
 
 from . import command_set
 from ..errors import L2DError, ProfileError
-from ..profiles import Profile, available_profiles, load_profile, load_profile_file, profile_search_path
+from ..profiles import (
+    TRIGGER_PLACEHOLDER, Profile, available_profiles, load_profile, load_profile_file, profile_reference,
+    profile_search_path, profile_toml,
+)
 
 app = command_set()  # what cli.py adds to the root
 profiles_app = typer.Typer(help="List, show and check style profiles.", no_args_is_help=True)
@@ -31,42 +34,29 @@ def list_profiles() -> None:
             typer.echo(f"{name:16} {'INVALID':40} {exc}")
 
 
-def _describe(p: Profile) -> list[str]:
-    m = p.model
-    lines = [
-        f"name:           {p.name}",
-        f"display name:   {p.display_name}",
-        f"file:           {p.source_path}",
-        f"prompt:         {p.prompt}",
-        f"trigger words:  {', '.join(p.trigger_words) or '-'}",
-        f"model:          {m.kind}" + (f" (weights seed {m.weights_seed})" if m.kind == "tiny" else ""),
+def _describe(p: Profile) -> str:
+    """What was derived from the file, as comments, then the profile as TOML with every default
+    filled in (read off the schema, so a new field shows up here by itself)."""
+    notes = [
+        f"# {p.name}: {p.display_name}",
+        f"# file: {p.source_path}",
+        f"# prompt after {TRIGGER_PLACEHOLDER}: {p.prompt}",
+        f"# strength {p.strength:.2f} (implied by t_index_list[0] = {p.t_index_list[0]} on the "
+        f"{p.num_inference_steps}-step grid), {p.steps} denoising steps per frame",
     ]
-    if m.kind == "sd15":
-        lines += [
-            f"  base:         {m.base}",
-            f"  motion:       {m.motion}",
-            f"  lcm lora:     {m.lcm_lora} (scale {m.lcm_lora_scale:g})",
-            f"  vae:          {m.vae}",
-            f"  clip skip:    {m.clip_skip}",
-        ]
-        lines += [f"  lora:         {lora.source} (scale {lora.scale:g}) {lora.name}" for lora in m.loras]
-    depth = "off" if not p.depth.enabled else f"{p.depth.estimator}" + (f" from {p.depth.source}" if p.depth.source else "")
-    lines += [
-        f"denoising:      t_index_list {list(p.t_index_list)} of {p.num_inference_steps} steps (strength {p.strength:.2f})",
-        f"seed / noise:   {p.seed} / {p.noise}",
-        f"resolution:     {p.width}x{p.height}",
-        f"window:         L={p.window}, Lw={p.warmup}",
-        f"depth:          {depth}",
-        f"engine:         device {p.engine.device or 'auto'}, dtype {p.engine.dtype or 'auto'}, "
-        f"{'pipelined' if p.engine.pipelined else 'sequential'}",
-    ]
-    return lines
+    return "\n".join(notes) + "\n" + profile_toml(p)
 
 
 @profiles_app.command("show")
 def show(name: Annotated[str, typer.Argument(help="Profile name or .toml path.")]) -> None:
-    """Print a profile after validation, with defaults filled in."""
-    typer.echo("\n".join(_describe(load_profile(name))))
+    """Print a profile after validation, with defaults filled in (as a TOML file that loads back)."""
+    typer.echo(_describe(load_profile(name)), nl=False)
+
+
+@profiles_app.command("keys")
+def keys() -> None:
+    """Every key a profile file may have: type, default, allowed values and meaning."""
+    typer.echo(profile_reference(), nl=False)
 
 
 @profiles_app.command("check")

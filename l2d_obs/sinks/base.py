@@ -7,6 +7,7 @@ Frames arrive already at the output size, paced by the daemon; a sink must not s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Self
 
 import cv2
 import numpy as np
@@ -31,6 +32,13 @@ class Sink(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # ``with make_sink(...) as sink:`` closes it on the way out, opened or not (close is safe either way).
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def status(self) -> dict:
         """Extra fields for the status API (no secrets)."""

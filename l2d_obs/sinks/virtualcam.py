@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import re
 
 import numpy as np
 
@@ -26,6 +27,13 @@ def install_hint(system: str | None = None) -> str:
             "Camera), or send the styled video straight into OBS with --output obs")
 
 
+def backend_reasons(text: str) -> str:
+    """pyvirtualcam's failure, one line per backend tried ("'v4l2loopback' backend: ..."), as one line."""
+    # A backend's own message may span lines too: split only where the next backend's line starts.
+    parts = [" ".join(part.split()) for part in re.split(r"\n(?='[^'\n]+' backend: )", text)]
+    return "; ".join(part.rstrip(".") for part in parts if part) or "no backend could open a camera"
+
+
 class VirtualCamSink(Sink):
     def __init__(self, device: str | None = None, backend: str | None = None) -> None:
         self.device, self.backend = device, backend
@@ -46,11 +54,10 @@ class VirtualCamSink(Sink):
                 width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB, device=self.device, backend=self.backend
             )
         except RuntimeError as exc:
-            reason = " ".join(str(exc).split())
-            log.debug("pyvirtualcam: %s", reason)
+            reason = backend_reasons(str(exc))
             if self.device:
                 raise SinkError(f"cannot open virtual camera {self.device}: {reason}") from None
-            raise SinkError(install_hint()) from None
+            raise SinkError(f"{install_hint()} (pyvirtualcam: {reason})") from None
         log.info("virtual camera %s (%s) %dx%d @ %.1f", self._cam.device, self._cam.backend, width, height, fps)
 
     def write(self, frame: Frame) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from typing import Self
 
 from ..errors import InputError, SourceError
 from ..frames import Frame
@@ -63,6 +64,13 @@ class Source(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # ``with make_source(...) as source:`` closes it on the way out, opened or not (close is safe either way).
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _frame(self, pixels, captured_at: float | None = None) -> Frame:
         frame = Frame(pixels=pixels, index=self._next_index, captured_at=captured_at or time.monotonic())

@@ -49,7 +49,7 @@ def test_the_helps_that_lost_words_before(capsys):
     assert cli.main(["start", "--help"]) == 0
     shown = flat(capsys.readouterr().out)
     assert "([switching] in the config file, custom events)" in shown
-    assert "vcam[:DEVICE], obs[:SCENE], mjpeg[:PORT]" in shown
+    assert "vcam[:DEVICE]: a virtual camera" in shown and "obs[:SCENE]: " in shown and "mjpeg[:PORT]: " in shown
 
 
 def test_some_help_texts_have_brackets_at_all():

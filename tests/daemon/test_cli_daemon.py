@@ -90,9 +90,9 @@ def test_vcam_without_a_device_says_what_to_install():
                 "--control-port", "0", timeout=120)
     assert r.returncode == 6
     line = r.stderr.strip().splitlines()[-1]
-    assert line == ("l2d-obs: error: no virtual camera device: install and load v4l2loopback "
-                    "(sudo apt install v4l2loopback-dkms && sudo modprobe v4l2loopback exclusive_caps=1), "
-                    "or send the styled video straight into OBS with --output obs")
+    assert line.startswith("l2d-obs: error: no virtual camera device: install and load v4l2loopback "
+                           "(sudo apt install v4l2loopback-dkms && sudo modprobe v4l2loopback exclusive_caps=1), "
+                           "or send the styled video straight into OBS with --output obs (pyvirtualcam: 'v4l2loopback' backend: ")
 
 
 def test_bad_source_is_a_usage_error():

@@ -149,7 +149,7 @@ def test_profiles_cli(tmp_path, monkeypatch, capsys):
     assert "vangogh" in out and "Zaum (Disco Elysium LoRA)" in out
     assert run_cli(["profiles", "show", "zaum"], monkeypatch) == 0
     out = capsys.readouterr().out
-    assert "civitai:16048 (scale 0.8)" in out and "strength 0.36" in out
+    assert 'source = "civitai:16048"\nscale = 0.8' in out and "strength 0.36" in out
     assert run_cli(["profiles", "check"], monkeypatch) == 0
     good = write(tmp_path, VALID, "good.toml")
     bad = write(tmp_path, VALID.replace("warmup = 8", "warmup = 20"), "bad.toml")
