@@ -46,7 +46,7 @@ def start(
     control_port: Annotated[Optional[int], typer.Option("--control-port", help="Port of the local control API (default 47811; 0 = any free port).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="Torch device for the engine (cuda, mps, cpu).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help=f"Engine precision: {DTYPE_HELP}; default: fp16 on GPU, fp32 on CPU.")] = None,
-    obs_scene: Annotated[Optional[str], typer.Option("--obs-scene", help="Scene for the obs output's Media Source (default: current program scene).")] = None,
+    obs_scene: Annotated[Optional[str], typer.Option("--obs-scene", help="Show the obs output as one full-canvas Media Source in this scene (default: in place of the obs: source in every scene showing it; without an obs: source, the current program scene).")] = None,
     obs_input: Annotated[str, typer.Option("--obs-input", help="Name of the Media Source the obs output manages.")] = "l2d-obs output",
     obs_return_port: Annotated[int, typer.Option("--obs-return-port", help="Local TCP port OBS reads the output from (0 = any free port).")] = 0,
     camera_size: Annotated[Optional[str], typer.Option("--camera-size", help="Requested camera resolution WxH.")] = None,
@@ -145,7 +145,8 @@ def _build_daemon(settings, profile, source, output, frames, size, fps, wait, de
         camera_fourcc=camera_fourcc, file_pace=pace, file_loop=loop,
     ))
     sink_opts = SinkOptions(obs_scene=obs_scene, obs_input=obs_input, obs_return_port=obs_return_port,
-                            vcam_backend=vcam_backend, wait=wait)
+                            vcam_backend=vcam_backend, wait=wait,
+                            obs_camera=source.partition(":")[2] if source.startswith("obs:") else None)
     sinks = [make_sink(spec, settings.obs, sink_opts) for spec in (output or ["vcam"])]
     uses_obs = source_kind(source)[0].talks_to_obs or any(sink_kind(spec)[0].talks_to_obs for spec in (output or []))
     rules = settings.switching
@@ -206,7 +207,11 @@ def switch(
     from ..control.client import ControlClient
 
     client = ControlClient()
-    name = client.switch(profile)["switching_to"]
+    reply = client.switch(profile)
+    name = reply["switching_to"]
+    if reply.get("already_active"):
+        typer.echo(f"{name} is already on screen")
+        return
     if not wait:
         typer.echo(f"switching to {name}")
         return
@@ -246,7 +251,15 @@ def stop(
     """Stop a running daemon."""
     from ..control.client import ControlClient, _pid_alive
 
-    client = ControlClient()
+    try:
+        client = ControlClient()
+        if not _pid_alive(client.info.pid):
+            raise ControlError(f"no daemon is running (the last one, pid {client.info.pid}, has exited); "
+                               "start one with 'l2d-obs start'")
+    except ControlError:
+        if _remove_obs_leftovers():
+            return
+        raise
     client.stop()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -255,6 +268,22 @@ def stop(
             return
         time.sleep(0.1)
     raise ControlError(f"daemon (pid {client.info.pid}) did not exit within {timeout:.0f} s; kill it with 'kill {client.info.pid}'")
+
+
+def _remove_obs_leftovers() -> bool:
+    """Without a running daemon: take out of OBS the styled camera a killed one left there."""
+    from ..obsclient import OBSClient
+    from ..sinks.obs_mirror import remove_leftovers
+
+    obs = load_settings().obs
+    try:
+        scenes = remove_leftovers(lambda: OBSClient(obs.host, obs.port, obs.password.reveal(), timeout=3.0))
+    except L2DError as exc:
+        raise ControlError(f"no daemon is running, and the styled camera it left in OBS could not be removed: {exc}") from None
+    if scenes is None:
+        return False
+    typer.echo(f"no daemon was running; removed the styled camera it left in OBS ({', '.join(scenes) or 'no scene'})")
+    return True
 
 
 @app.command()
