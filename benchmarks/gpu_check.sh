@@ -3,7 +3,9 @@
 # DPT-hybrid, random weights), 512x512, T=2, depth on, fp16. For eager, compiled and compiled + CUDA
 # graphs (each built through the engine's own accelerations, as `l2d-obs start` builds it):
 # FPS and ms/frame, peak GPU memory, torch.cuda.set_sync_debug_mode("warn") warnings over 20 pushes,
-# recompiles and graph breaks after the build-time warmup, kernels per frame (torch.profiler).
+# recompiles and graph breaks after the build-time warmup, kernels per frame (torch.profiler), and for
+# CUDA graphs: inductor's cudagraph counters (a skip names its reason; the KV cache buffers are marked
+# static inputs, so none is expected) and whether the cache kept its addresses over every push.
 # Writes $OUT/gpu_check.json (or ./gpu_check_out/ without $OUT) after every phase, so a run cut
 # short still leaves what it measured. On a machine without CUDA it says so and exits 3.
 #
@@ -80,6 +82,7 @@ for name in os.environ["GPU_CHECK_CONFIGS"].split(","):
         for _ in range(cfg.warmup + 10):  # warmup, pipeline fill, the recent ring filling
             engine.push(next(stream))
         torch.cuda.synchronize()
+        cache_addresses = engine.cache.data_ptrs()
         times = []
         for _ in range(30):
             t = time.perf_counter()
@@ -119,7 +122,8 @@ for name in os.environ["GPU_CHECK_CONFIGS"].split(","):
     run["graph_breaks"] = int(sum(counters["graph_break"].values()))
     run["inductor_counters"] = {k: v for k, v in counters["inductor"].items() if "cudagraph" in k}
     run["peak_gpu_bytes"] = int(torch.cuda.max_memory_allocated())
-    run["cache_bytes"] = engine.context.cache_bytes()
+    run["cache_bytes"] = engine.cache.nbytes()
+    run["cache_addresses_stable"] = engine.cache.data_ptrs() == cache_addresses
     engine.close()
     del engine
     save()

@@ -9,9 +9,9 @@ load spike does not hit one variant only; each figure is the median over every t
 Variants:
 - pipelined: the stream batch with the KV cache (the engine's default schedule: ``cached``);
 - sequential: the same cache, each frame through its T steps one UNet call at a time;
-- recompute: no cache; for each new frame, at every step the UNet re-runs the clip
-  [Lw warmup frames + recent frames + the new frame] with the training mask (``begin_clip``) —
-  the paper's "without KV cache" baseline (Table 3);
+- recompute: no cache; for each new frame, at every step the UNet re-runs the clip of the frames
+  in its streaming window (``engine.windows.stream_window``: Lw warmup frames + recent frames + the
+  new frame) with the training mask (``begin_clip``) — the paper's "without KV cache" baseline (Table 3);
 - no_temporal: a UNet2DConditionModel with the same non-motion weights, stream batch, no window.
 """
 
@@ -25,6 +25,7 @@ import torch
 
 from ..engine.denoiser import LatentJob
 from ..engine.temporal import AttentionMode
+from ..engine.windows import stream_window
 from ..frames import Frame
 from .config import BenchConfig
 from .setup import BenchEngine
@@ -151,11 +152,11 @@ class EngineBench:
         for frame in self.frames[: self.cfg.warmup]:
             engine.push(frame)
         self.warmup_ms.append((self.clock.now() - t0) * 1000)
-        self.cache_bytes = engine.context.cache_bytes()
+        cache = engine.cache
+        self.cache_bytes = cache.nbytes()
+        # Counted again from the storages themselves (what the allocator really holds).
         self.cache_bytes_from_tensors = sum(
-            p.cache.k.numel() * p.cache.k.element_size() + p.cache.v.numel() * p.cache.v.element_size()
-            for p in engine.context.processors
-            if p.cache is not None
+            t.untyped_storage().nbytes() for i in range(cache.num_layers) for t in (cache.layer(i).k, cache.layer(i).v)
         )
 
     def run_cached(self, pipelined: bool) -> list[PhaseSample]:
@@ -169,7 +170,7 @@ class EngineBench:
             done = engine.denoiser.push(job) if pipelined else engine.denoiser.run_sequential(job)
             t2 = clock.now()
             if done is not None:
-                engine._decode(done.denoised)
+                engine.decode_latent(done.denoised)
             t3 = clock.now()
             if self._timed(frame):
                 samples.append(self._sample(t0, t1, t2, t3))
@@ -201,20 +202,23 @@ class EngineBench:
                 rec.z_per_step.append(job.z)
             ctx.begin_clip(len(jobs), device=engine.device)
             eps = den.call(torch.cat([j.z for j in jobs]), sched.timesteps[step], cond, frames_axis=True)
-            den._update(jobs, eps, torch.full((len(jobs),), step, dtype=torch.long))
+            den.advance(jobs, eps)
         self.recompute_latents = {j.index: j.denoised for j in jobs}
-        # Recent frames: with the new one, at most L - Lw of them.
-        recent: collections.deque[ClipRecord] = collections.deque(maxlen=cfg.window - cfg.warmup - 1)
+        # What each past frame left for later clips, by stream position; kept while a window still holds it.
+        records: dict[int, ClipRecord] = dict(enumerate(warm))
         samples = []
-        for frame in self.frames[cfg.warmup :]:
+        for n, frame in enumerate(self.frames[cfg.warmup :], start=cfg.warmup):
             t0 = clock.now()
             job = den.start(engine.make_job(frame))
             t1 = clock.now()
-            record = self._recompute_frame(job, warm + list(recent))
+            window = stream_window(cfg.window, cfg.warmup, n)
+            record = self._recompute_frame(job, [records[k] for k in window if k != n])
             t2 = clock.now()
-            engine._decode(job.denoised)
+            engine.decode_latent(job.denoised)
             t3 = clock.now()
-            recent.append(record)
+            records[n] = record
+            needed = set(stream_window(cfg.window, cfg.warmup, n + 1))
+            records = {k: r for k, r in records.items() if k in needed}
             self.recompute_latents[job.index] = job.denoised
             if self._timed(frame):
                 samples.append(self._sample(t0, t1, t2, t3))
@@ -232,7 +236,7 @@ class EngineBench:
             ctx.begin_clip(frames, device=engine.device)
             z = torch.cat([r.z_per_step[step] for r in clip] + [job.z])
             eps = den.call(z, sched.timesteps[step], cond, frames_axis=True)
-            den._update([job], eps[-1:], torch.tensor([step], dtype=torch.long))  # only the new frame moves on
+            den.advance([job], eps[-1:])  # only the new frame moves on
         return record
 
     # -- no motion modules ---------------------------------------------------------------------------
@@ -250,17 +254,17 @@ class EngineBench:
             job = den.start(engine.make_job(frame))
             t1 = clock.now()
             in_flight.insert(0, job)
-            steps = torch.tensor([j.step for j in in_flight], dtype=torch.long)
             z = torch.cat([j.z for j in in_flight])
+            timesteps = sched.rows(tuple(j.step for j in in_flight), z.dtype).timesteps  # device values, memoised
             b.conv_in_residual[0] = None if job.cond is None else torch.cat([j.cond for j in in_flight])
             with torch.no_grad():
-                eps = b.unet2d_call(z, sched.timesteps[steps], encoder_hidden_states=engine.prompt_embeds.expand(len(in_flight), -1, -1)).sample
+                eps = b.unet2d_call(z, timesteps, encoder_hidden_states=engine.prompt_embeds.expand(len(in_flight), -1, -1)).sample
             b.conv_in_residual[0] = None
-            den._update(in_flight, eps, steps)
+            den.advance(in_flight, eps)
             done = in_flight.pop() if in_flight[-1].step == sched.num_steps else None
             t2 = clock.now()
             if done is not None:
-                engine._decode(done.denoised)
+                engine.decode_latent(done.denoised)
             t3 = clock.now()
             if self._timed(frame):
                 samples.append(self._sample(t0, t1, t2, t3))
@@ -317,7 +321,7 @@ class EngineBench:
             warmup_ms=sorted(self.warmup_ms)[len(self.warmup_ms) // 2],
             cache_bytes=self.cache_bytes,
             cache_bytes_from_tensors=self.cache_bytes_from_tensors,
-            cache_layers=len(self.engine.context.processors),
+            cache_layers=self.engine.cache.num_layers,
             peak_rss_bytes=peak_rss_bytes(),
             peak_gpu_bytes=peak_gpu,
             calls={name: dict(counter) for name, counter in self._calls.items()},

@@ -53,7 +53,7 @@ def run_soak(engine: StreamEngine, frames: int, progress: bool = False) -> SoakR
     for _ in range(s.window + 2 * _CYCLE // 4):
         push_next()
     gc.collect()
-    rss0, cache0 = current_rss_bytes(), engine.context.cache_bytes()
+    rss0, cache0 = current_rss_bytes(), engine.cache.nbytes()
     started = time.monotonic()
     for i in tqdm(range(frames), desc="bench soak", unit="frame", disable=not progress, dynamic_ncols=True):
         push_next()
@@ -61,7 +61,7 @@ def run_soak(engine: StreamEngine, frames: int, progress: bool = False) -> SoakR
             log.info("soak: %d/%d frames, RSS %.1f MiB", i + 1, frames, current_rss_bytes() / 2**20)
     seconds = time.monotonic() - started
     gc.collect()
-    rss1, cache1 = current_rss_bytes(), engine.context.cache_bytes()
+    rss1, cache1 = current_rss_bytes(), engine.cache.nbytes()
     engine.reset()
     return SoakResult(
         frames=frames,

@@ -10,6 +10,10 @@ has a bounded set of legitimate variants, each a static-shaped graph: the number
 flight (1..T while the pipeline fills or drains, T in the steady state) and whether the recent ring is
 still filling (a key mask is needed) or full (no mask). ``stream_variants`` names them; the engine
 warms all of them when it installs a style, so nothing compiles mid-stream.
+
+CUDA graphs (``cuda_graphs``: inductor's "reduce-overhead" mode) can capture the stream call because
+what it mutates is static: the KV cache buffers are allocated by the eager warmup before any capture,
+written in place and marked static inputs (kvcache.py), and the memoised row layouts are too.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Stream-batch LCM denoising over latents (StreamDiffusion's pipelining + Live2Diff's KV cache).
 
-A frame in flight is a ``LatentJob``. The first ``warmup`` frames are denoised together, step by
+A frame in flight is a ``LatentJob`` (its clean latent, its noise, its conditioning). The
+schedule math (``LCMSchedule.add_noise``/``step``) is public and matches diffusers' LCMScheduler row
+by row. The first ``warmup`` frames are denoised together, step by
 step, with bidirectional attention. After that every UNet call carries one row per frame in flight:
 row s holds the frame that entered s calls ago, at denoising step s, and reads/writes the cache of
 step s. Rows exist only for real frames: the pipeline fills and drains with fewer rows, so no
@@ -70,30 +72,50 @@ class LCMSchedule:
         """The schedule's values for batch rows at ``steps``, on the schedule's device and ready to
         broadcast. Picked with Python ints (no host-built index, no host read) and memoised: the
         steady state reuses one StepRows per row configuration."""
+        steps = tuple(int(s) for s in steps)
         key = (steps, dtype)
         rows = self._rows.get(key)
         if rows is None:
-            def pick(table: torch.Tensor) -> torch.Tensor:
-                return torch.stack([table[s] for s in steps])
+            for s in steps:
+                if not 0 <= s < self.num_steps:
+                    raise ValueError(f"step {s} outside 0..{self.num_steps - 1}")
 
-            def per_row(table: torch.Tensor) -> torch.Tensor:
-                return pick(table).view(-1, 1, 1, 1).to(dtype)
+            def per_row(table: torch.Tensor, index=steps) -> torch.Tensor:
+                return torch.stack([table[s] for s in index]).view(-1, 1, 1, 1).to(dtype)
 
-            def next_of(s: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-                if s + 1 >= self.num_steps:
-                    return None
-                return self.sqrt_alpha[s + 1].to(dtype), self.sqrt_one_minus_alpha[s + 1].to(dtype)
-
+            # The last step has no next one: its re-noise is the identity (1 * denoised + 0 * noise).
+            last = tuple(s + 1 >= self.num_steps for s in steps)
+            nxt = [min(s + 1, self.num_steps - 1) for s in steps]
+            keep = torch.tensor([0.0 if x else 1.0 for x in last]).view(-1, 1, 1, 1).to(self.sqrt_alpha.device, dtype)
             rows = self._rows[key] = StepRows(
                 steps=steps,
-                timesteps=pick(self.timesteps),
+                timesteps=torch.stack([self.timesteps[s] for s in steps]),
                 sqrt_alpha=per_row(self.sqrt_alpha),
                 sqrt_one_minus_alpha=per_row(self.sqrt_one_minus_alpha),
                 c_skip=per_row(self.c_skip),
                 c_out=per_row(self.c_out),
-                renoise=tuple(next_of(s) for s in steps),
+                next_sqrt_alpha=per_row(self.sqrt_alpha, nxt) * keep + (1 - keep),
+                next_sqrt_one_minus_alpha=per_row(self.sqrt_one_minus_alpha, nxt) * keep,
+                last=last,
             )
         return rows
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, steps) -> torch.Tensor:
+        """Row i noised to the timestep of ``steps[i]``: sqrt(a) x0 + sqrt(1 - a) noise (SDEdit, and
+        the re-noise between steps). x0/noise (R, 4, h, w); steps: R Python ints, or one for all rows."""
+        r = self.rows(host_steps(steps, x0.shape[0]), x0.dtype)
+        return r.sqrt_alpha * x0 + r.sqrt_one_minus_alpha * noise
+
+    def step(self, z: torch.Tensor, eps: torch.Tensor, steps, next_noise: torch.Tensor) -> "LCMStepOutput":
+        """One LCM step per row (the stream batch's scheduler step): x0 from eps, the boundary-condition
+        mix ``denoised = c_out x0 + c_skip z``, and ``prev_sample``: denoised re-noised with
+        ``next_noise`` to the row's next step, or denoised itself for a row at the last step. Row by row
+        this is diffusers' ``LCMScheduler.step`` over this schedule's timesteps (tested)."""
+        r = self.rows(host_steps(steps, z.shape[0]), z.dtype)
+        x0 = (z - r.sqrt_one_minus_alpha * eps) / r.sqrt_alpha
+        denoised = r.c_out * x0 + r.c_skip * z
+        prev = r.next_sqrt_alpha * denoised + r.next_sqrt_one_minus_alpha * next_noise
+        return LCMStepOutput(prev_sample=prev, denoised=denoised, finished=r.last)
 
     def to(self, device) -> "LCMSchedule":
         return LCMSchedule(*(t.to(device) for t in (self.timesteps, self.sqrt_alpha, self.sqrt_one_minus_alpha, self.c_skip, self.c_out)))
@@ -102,7 +124,7 @@ class LCMSchedule:
 @dataclass(frozen=True)
 class StepRows:
     """An LCMSchedule's values for the rows of one call (device tensors, (R, 1, 1, 1) in the latents'
-    dtype; ``renoise[i]``: sqrt(a), sqrt(1 - a) of row i's next step, None for the last step)."""
+    dtype; ``next_*``: the re-noise coefficients of each row's next step, 1 and 0 at the last step)."""
 
     steps: tuple[int, ...]
     timesteps: torch.Tensor  # (R,) long
@@ -110,16 +132,31 @@ class StepRows:
     sqrt_one_minus_alpha: torch.Tensor
     c_skip: torch.Tensor
     c_out: torch.Tensor
-    renoise: tuple[tuple[torch.Tensor, torch.Tensor] | None, ...]
+    next_sqrt_alpha: torch.Tensor
+    next_sqrt_one_minus_alpha: torch.Tensor
+    last: tuple[bool, ...]  # row i is at the last step
 
 
-def _host_steps(steps) -> tuple[int, ...]:
-    """Row steps as Python ints: a list/tuple, or a CPU tensor (never read a device tensor here)."""
+@dataclass(frozen=True)
+class LCMStepOutput:
+    prev_sample: torch.Tensor  # (R, 4, h, w): each row's input to its next step (denoised at the last step)
+    denoised: torch.Tensor  # (R, 4, h, w)
+    finished: tuple[bool, ...]  # rows whose denoised latent is final
+
+
+def host_steps(steps, rows: int) -> tuple[int, ...]:
+    """Row steps as Python ints: one int (every row), a list/tuple, or a CPU tensor (a device tensor
+    is refused: reading it would block)."""
+    if isinstance(steps, int):
+        return (steps,) * rows
     if isinstance(steps, torch.Tensor):
         if steps.device.type != "cpu":
             raise ValueError("pass row steps as Python ints or a CPU tensor (reading a device tensor blocks)")
-        return tuple(int(x) for x in steps.tolist())
-    return tuple(int(x) for x in steps)
+        steps = steps.tolist()
+    steps = tuple(int(x) for x in steps)
+    if len(steps) != rows:
+        raise ValueError(f"{len(steps)} steps for {rows} rows")
+    return steps
 
 
 @dataclass
@@ -151,7 +188,10 @@ class UNetCall:
 
 
 class StreamBatchDenoiser:
-    """Drives LatentJobs through warmup and the stream batch; owns the pipeline's frames in flight."""
+    """Drives LatentJobs through warmup and the stream batch; owns the pipeline's frames in flight.
+
+    The latent-level streaming API: ``warmup``, ``push``/``run_sequential``, ``drain``, or ``stream``
+    for a whole sequence (latents, noise and conditioning in, denoised latents out)."""
 
     def __init__(self, call: UNetCall, schedule: LCMSchedule) -> None:
         self.call = call
@@ -166,32 +206,29 @@ class StreamBatchDenoiser:
         self.in_flight.clear()
         self.context.reset()
 
-    # -- the LCM math, per row ---------------------------------------------------------------------
+    # -- the LCM math, per job ---------------------------------------------------------------------
 
     def start(self, job: LatentJob) -> LatentJob:
         """SDEdit: noise the clean latent to the first timestep."""
-        s = self.schedule
-        job.z = s.sqrt_alpha[0].to(job.latent.dtype) * job.latent + s.sqrt_one_minus_alpha[0].to(job.latent.dtype) * job.noise[0:1]
+        job.z = self.schedule.add_noise(job.latent, job.noise[0:1], 0)
         job.step = 0
         return job
 
-    def _update(self, jobs: list[LatentJob], eps: torch.Tensor, steps) -> None:
-        """One LCM step for each job: x0 from eps, boundary-condition mix, re-noise for the next step.
-        ``steps``: each job's step, as Python ints or a CPU tensor."""
+    def advance(self, jobs: list[LatentJob], eps: torch.Tensor) -> None:
+        """One LCM step for each job (at its own ``step``): a finished job gets ``denoised``, the others
+        their re-noised input to the next step."""
+        steps = tuple(j.step for j in jobs)
+        last = self.schedule.num_steps - 1
         z = torch.cat([j.z for j in jobs])
-        r = self.schedule.rows(_host_steps(steps), z.dtype)
-        x0 = (z - r.sqrt_one_minus_alpha * eps) / r.sqrt_alpha
-        denoised = r.c_out * x0 + r.c_skip * z
+        # Each job's noise for its next step (the last step's row ignores it: coefficient 0).
+        noise = torch.cat([j.noise[min(s + 1, last) : min(s + 1, last) + 1] for j, s in zip(jobs, steps)])
+        out = self.schedule.step(z, eps, steps, noise)
         for i, job in enumerate(jobs):
-            step = r.steps[i]
-            renoise = r.renoise[i]
-            if renoise is not None:
-                nxt = step + 1
-                job.z = renoise[0] * denoised[i : i + 1] + renoise[1] * job.noise[nxt : nxt + 1]
+            if out.finished[i]:
+                job.denoised, job.z = out.denoised[i : i + 1], None
             else:
-                job.denoised = denoised[i : i + 1]
-                job.z = None
-            job.step = step + 1
+                job.z = out.prev_sample[i : i + 1]
+            job.step += 1
 
     # -- schedules -----------------------------------------------------------------------------
 
@@ -205,27 +242,31 @@ class StreamBatchDenoiser:
         cond = None if jobs[0].cond is None else torch.cat([j.cond for j in jobs])
         for step in range(self.schedule.num_steps):
             self.context.begin_warmup(step, len(jobs))
-            z = torch.cat([j.z for j in jobs])
-            eps = self.call(z, self.schedule.timesteps[step], cond, frames_axis=True)
-            self._update(jobs, eps, torch.full((len(jobs),), step, dtype=torch.long))
+            try:
+                eps = self.call(torch.cat([j.z for j in jobs]), self.schedule.timesteps[step], cond, frames_axis=True)
+            except BaseException:
+                self.context.abort()
+                raise
+            self.context.commit()
+            self.advance(jobs, eps)
         return jobs
 
     @torch.no_grad()
     def _stream_call(self) -> LatentJob | None:
         """One UNet call over every frame in flight; returns the frame that finished, if any."""
         jobs = self.in_flight
-        steps = [j.step for j in jobs]
+        steps = tuple(j.step for j in jobs)
         self.context.begin_stream(steps, device=jobs[0].z.device)
         try:
             z = torch.cat([j.z for j in jobs])
             cond = None if jobs[0].cond is None else torch.cat([j.cond for j in jobs])
-            rows = self.schedule.rows(tuple(steps), z.dtype)  # device values, memoised: no upload
+            rows = self.schedule.rows(steps, z.dtype)  # device values, memoised: no upload
             eps = self.call(z, rows.timesteps, cond, frames_axis=False)
         except BaseException:
-            self.context.rows = None  # nothing committed: the call can be retried or the stream reset
+            self.context.abort()  # nothing committed: the call can be retried or the stream reset
             raise
-        self.context.end_stream()
-        self._update(jobs, eps, steps)
+        self.context.commit()
+        self.advance(jobs, eps)
         finished = None
         if jobs[-1].step == self.schedule.num_steps:
             finished = jobs.pop()
@@ -253,4 +294,24 @@ class StreamBatchDenoiser:
         finished = None
         while finished is None:
             finished = self._stream_call()
+        return finished
+
+    @torch.no_grad()
+    def stream(self, jobs: list[LatentJob], pipelined: bool = True) -> list[LatentJob]:
+        """A whole sequence from a fresh cache: the first ``warmup`` jobs warm it up, the rest stream
+        (stream batch, or each through its steps alone), then the pipeline drains. Returns the jobs,
+        each with its ``denoised`` latent, in input order. The cache is reset before and after."""
+        self.reset()
+        try:
+            warm = jobs[: self.context.warmup]
+            finished = list(self.warmup(warm)) if warm else []
+            for job in jobs[len(warm) :]:
+                done = self.push(job) if pipelined else self.run_sequential(job)
+                if done is not None:
+                    finished.append(done)
+            finished += self.drain()
+        finally:
+            self.reset()
+        if [id(j) for j in finished] != [id(j) for j in jobs]:
+            raise RuntimeError("frames left the pipeline out of order")  # an invariant, never expected
         return finished

@@ -27,6 +27,7 @@ from ..progress import ProgressFn, no_progress
 from .accel import Accelerations, apply_channels_last, compile_stream_unet, stream_variants
 from .components import Live2DiffComponents
 from .denoiser import LatentJob, LCMSchedule, StreamBatchDenoiser, UNetCall
+from .kvcache import StreamKVCache
 from .depth import depth_to_vae_input
 from .temporal import patch_motion_modules
 from .transfer import Uploader
@@ -314,8 +315,13 @@ class StreamEngine:
         return self.settings.height
 
     @property
+    def cache(self) -> StreamKVCache:
+        """The KV cache of the installed style (every temporal attention layer, every step)."""
+        return self.context.cache
+
+    @property
     def warming_up(self) -> bool:
-        return self.context.steps[0].warmup_len == 0
+        return self.cache.cursor(0).warmup_len == 0
 
     @property
     def latency_frames(self) -> int:
@@ -338,7 +344,8 @@ class StreamEngine:
         return self.components.vae.encode(image01 * 2 - 1).latents * self.latent_scale
 
     @torch.no_grad()
-    def _decode(self, latent: torch.Tensor) -> np.ndarray:
+    def decode_latent(self, latent: torch.Tensor) -> np.ndarray:
+        """A finished latent (1, 4, h, w) as the HxWx3 uint8 picture ``push`` would return."""
         image = self.components.vae.decode(latent / self.latent_scale).sample  # [-1, 1]
         image = ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return image[0].permute(1, 2, 0).cpu().numpy()
@@ -386,7 +393,7 @@ class StreamEngine:
     def _finish(self, job: LatentJob) -> Frame:
         frame: Frame = job.payload  # type: ignore[assignment]
         self.stats.frames_out += 1
-        return frame.with_pixels(self._decode(job.denoised))
+        return frame.with_pixels(self.decode_latent(job.denoised))
 
     # -- the public API ------------------------------------------------------------------------------
 
@@ -437,7 +444,7 @@ class StreamEngine:
             jobs, self._warmup_jobs = self._warmup_jobs, []
             outputs = [self._finish(j) for j in self.denoiser.warmup(jobs)]
             self.stats.warmup_ms = (time.perf_counter() - started) * 1000
-            self.stats.cache_bytes = self.context.cache_bytes()
+            self.stats.cache_bytes = self.cache.nbytes()
             return outputs
         if self.settings.pipelined:
             finished = self.denoiser.push(job)
@@ -473,42 +480,20 @@ class StreamEngine:
         st.steady_pushes += 1
         st.mean_ms += (ms - st.mean_ms) / st.steady_pushes
 
+    def latent_jobs(self, frames: list[Frame]) -> list[LatentJob]:
+        """Frames as the denoiser's inputs (latent, noise, depth conditioning), numbered from a fresh
+        stream (the engine is reset first: with fresh noise, frame numbers pick the noise)."""
+        self.reset()
+        jobs = [self.make_job(f) for f in frames]
+        self.reset()
+        return jobs
+
     @torch.no_grad()
     def stream_latents(self, frames: list[Frame]) -> list[torch.Tensor]:
         """Run a sequence through the streaming path (warmup, then the stream batch or sequential
-        schedule as configured, then drain) and return each frame's final latent, in input order."""
-        self.reset()
-        jobs = [self.make_job(f) for f in frames]
-        warm = jobs[: self.settings.warmup]
-        finished = list(self.denoiser.warmup(warm))
-        for job in jobs[len(warm) :]:
-            if self.settings.pipelined:
-                done = self.denoiser.push(job)
-                if done is not None:
-                    finished.append(done)
-            else:
-                finished.append(self.denoiser.run_sequential(job))
-        finished += self.denoiser.drain()
-        self.reset()
-        if [j.index for j in finished] != [f.index for f in frames]:
-            raise EngineError("frames left the pipeline out of order")  # an invariant, never expected
-        return [j.denoised for j in finished]
-
-    # -- the oracle ----------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def reference_latents(self, frames: list[Frame]) -> list[torch.Tensor]:
-        """Denoise a whole sequence in one pass per step, every query frame gathering its own
-        streaming window with no cache. Returns the final latents, for equivalence tests."""
-        self.reset()
-        jobs = [self.denoiser.start(self.make_job(f)) for f in frames]
-        cond = None if jobs[0].cond is None else torch.cat([j.cond for j in jobs])
-        for step in range(self.schedule.num_steps):
-            self.context.begin_reference(len(jobs), device=self.device)
-            z = torch.cat([j.z for j in jobs])
-            eps = self.denoiser.call(z, self.schedule.timesteps[step], cond, frames_axis=True)
-            self.denoiser._update(jobs, eps, torch.full((len(jobs),), step, dtype=torch.long))
-        self.reset()
+        schedule as configured, then drain) and return each frame's final latent, in input order.
+        The latent-level form is ``denoiser.stream(latent_jobs(frames))``."""
+        jobs = self.denoiser.stream(self.latent_jobs(frames), pipelined=self.settings.pipelined)
         return [j.denoised for j in jobs]
 
     def close(self) -> None:

@@ -4,18 +4,23 @@ The UNet is not forked. ``patch_motion_modules`` swaps three things inside every
 
 - the attention processor of both temporal self-attentions (``attn1``/``attn2``) for
   ``StreamingTemporalAttnProcessor``, which implements the warmup / streaming / reference / clip
-  modes and owns the positional encoding;
+  calls and owns the positional encoding;
 - the block's ``pos_embed`` for ``PositionTable``: it keeps the sinusoidal table (same state-dict key
   ``pe``) but no longer adds it, because the position of a key depends on its slot in the window;
 - the transformer's GroupNorm for ``PerFrameGroupNorm``: diffusers normalises over all frames jointly,
   which leaks the future and mismatches Live2Diff's (per-frame) weights.
 
-Per-call state (mode, which denoising step each batch row is at, window bookkeeping) lives in one
-``TemporalContext`` shared by all processors: diffusers passes no kwargs to motion-module processors.
+Per-call state (which call this is, which denoising step each batch row is at, its window layout)
+lives in one ``TemporalContext`` shared by all processors (diffusers passes no kwargs to
+motion-module processors); the cached K/V of every layer and step is one ``StreamKVCache``
+(kvcache.py); which frames a query reads comes from windows.py.
 
 Positional encoding (paper App. A.5): q/k/v projections have no bias, so
 ``to_k(x + PE[p]) = to_k(x) + to_k(PE[p])``. The cache holds raw ``to_k(x)``/``to_v(x)``; the projected
 PE rows are added at attention time for whatever position each slot has now. PE goes on q, k and v.
+Streaming reads the cache once: the PE rows enter as a logits bias ``q . k_pe[pos]`` and an output term
+``softmax . v_pe[pos]`` instead of a per-layer ``cache + PE`` copy (``PEMode.FUSED``; the copy is kept
+as ``PEMode.MATERIALISED``, the reference form).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kvcache import StreamKVCache
+from .windows import check_window, clip_window, layout_entry, layout_table, query_position, stream_window
+
 
 class AttentionMode(enum.Enum):
     WARMUP = "warmup"  # F warmup frames, bidirectional, positions 0..F-1, cache written at slots 0..F-1
@@ -35,25 +43,25 @@ class AttentionMode(enum.Enum):
     CLIP = "clip"  # a clip with the training mask (warmup bidirectional, rest causal); no cache
 
 
-@dataclass
-class StepWindow:
-    """Window bookkeeping of one denoising step, identical for every attention layer."""
+class PEMode(enum.Enum):
+    """How a STREAM call adds the projected PE rows to the cached K/V."""
 
-    warmup_len: int = 0  # warmup frames cached for this step
-    recent_count: int = 0  # non-warmup frames ever appended for this step
+    FUSED = "fused"  # logits bias q.k_pe[pos] and softmax.v_pe[pos]: the cache is read once, no copy
+    MATERIALISED = "materialised"  # k_all = cache.k + k_pe[pos] (and v_all): the reference form
 
 
 @dataclass
 class RowLayout:
-    """Where each batch row of a STREAM call reads and writes (computed once per UNet call)."""
+    """Where each batch row of a STREAM call reads and writes (computed once per row configuration)."""
 
     steps: torch.Tensor  # (R,) long: denoising step (= cache index) of each row
     write_slots: torch.Tensor  # (R,) long: slot the row's new K/V goes to
     kv_positions: torch.Tensor  # (R, L) long: PE position of each slot as seen by that row
     kv_valid: torch.Tensor  # (R, L) bool: which slots hold a frame for that row
+    kv_invalid: torch.Tensor  # (R, L) bool: ~kv_valid (precomputed: no per-layer op)
     q_positions: torch.Tensor  # (R,) long: PE position of the row's query (the newest)
     all_valid: bool  # every slot valid for every row: no mask needed
-    rows_are_all_steps: bool  # rows are exactly steps 0..S-1 in order: read the cache without a gather
+    rows_are_all_steps: bool  # rows are exactly steps 0..T-1 in order (the steady state): the cache is read in place
     row_steps: tuple[int, ...] = ()  # the same steps on the host (bookkeeping never reads the device)
 
 
@@ -62,64 +70,51 @@ _MAX_LAYOUTS = 512
 
 
 @dataclass
-class _CountTables:
-    """Per recent-frame count c (after the row's own frame is appended), on one device: the PE
-    position of every slot, which slots hold a frame, the slot written, the query's position.
-    Entry c - 1 for c <= 2(L - Lw); later counts repeat with period L - Lw (see ``entry``)."""
+class _LayoutTables:
+    """``windows.layout_table`` on one device, indexed by ``windows.layout_entry``."""
 
     positions: torch.Tensor  # (E, L) long
     valid: torch.Tensor  # (E, L) bool
+    invalid: torch.Tensor  # (E, L) bool
     write_slot: torch.Tensor  # (E,) long
     q_position: torch.Tensor  # (E,) long
     step_ids: torch.Tensor  # (T,) long: 0..T-1
     valid_host: list[bool]  # entry -> every slot valid
 
-    @staticmethod
-    def entry(count_after: int, cap: int) -> int:
-        if count_after <= 2 * cap:
-            return count_after - 1
-        return cap + (count_after - cap - 1) % cap
-
     @classmethod
-    def build(cls, window: int, warmup: int, num_steps: int, device: torch.device) -> "_CountTables":
-        L, Lw, cap = window, warmup, window - warmup
-        positions, valid, slots, q_pos = [], [], [], []
-        for count_after in range(1, 2 * cap + 1):
-            n = min(count_after, cap)
-            oldest = count_after - n  # recent-frame number of the oldest one still in the window
-            pos = list(range(L))  # warmup slots keep positions 0..Lw-1
-            ok = [True] * Lw + [False] * cap
-            for r in range(oldest, count_after):
-                slot = Lw + r % cap
-                pos[slot] = Lw + (r - oldest)
-                ok[slot] = True
-            positions.append(pos)
-            valid.append(ok)
-            slots.append(Lw + (count_after - 1) % cap)
-            q_pos.append(Lw + n - 1)
+    def build(cls, window: int, warmup: int, num_steps: int, device: torch.device) -> "_LayoutTables":
+        table = layout_table(window, warmup)
+        valid = torch.tensor([e.valid for e in table], dtype=torch.bool)
         # Built once per (context, device), outside any stream call.
         return cls(
-            positions=torch.tensor(positions, dtype=torch.long).to(device),
-            valid=torch.tensor(valid, dtype=torch.bool).to(device),
-            write_slot=torch.tensor(slots, dtype=torch.long).to(device),
-            q_position=torch.tensor(q_pos, dtype=torch.long).to(device),
+            positions=torch.tensor([e.positions for e in table], dtype=torch.long).to(device),
+            valid=valid.to(device),
+            invalid=(~valid).to(device),
+            write_slot=torch.tensor([e.write_slot for e in table], dtype=torch.long).to(device),
+            q_position=torch.tensor([e.q_position for e in table], dtype=torch.long).to(device),
             step_ids=torch.arange(num_steps, dtype=torch.long).to(device),
-            valid_host=[all(v) for v in valid],
+            valid_host=[e.all_valid for e in table],
         )
 
-    def layout(self, row_steps: tuple[int, ...], entries: list[int], cap: int) -> RowLayout:
+    def layout(self, row_steps: tuple[int, ...], entries: list[int]) -> RowLayout:
         """Rows' layouts gathered with Python ints (views and one stack each: no host data read)."""
 
         def rows_of(table: torch.Tensor, index) -> torch.Tensor:
-            return torch.stack([table[i] for i in index])
+            rows = torch.stack([table[i] for i in index])
+            # Memoised, so its address is stable: a static input of a captured (CUDA-graph) call.
+            torch._dynamo.mark_static_address(rows)
+            return rows
 
         return RowLayout(
             steps=rows_of(self.step_ids, row_steps),
             write_slots=rows_of(self.write_slot, entries),
             kv_positions=rows_of(self.positions, entries),
             kv_valid=rows_of(self.valid, entries),
+            kv_invalid=rows_of(self.invalid, entries),
             q_positions=rows_of(self.q_position, entries),
             all_valid=all(self.valid_host[e] for e in entries),
+            # Only the steady state reads the cache as a view: a slice start would be one more guard,
+            # so one more compiled variant, for the few fill/drain calls, which gather their rows instead.
             rows_are_all_steps=row_steps == tuple(range(len(self.step_ids))),
             row_steps=row_steps,
         )
@@ -137,26 +132,30 @@ class WindowLayout:
 
 @dataclass
 class TemporalContext:
-    """State shared by every streaming temporal attention of one UNet."""
+    """State shared by every streaming temporal attention of one UNet: the KV cache and what the
+    current UNet call is. A warmup or stream call is announced by ``begin_*`` and ends with ``commit``
+    (it succeeded: the cache cursors advance) or ``abort``; a reference or clip layout stays set until
+    the next ``begin_*`` (those calls touch no cache, so repeating one is harmless)."""
 
     window: int  # L
     warmup: int  # Lw
     num_steps: int  # T: one KV cache per denoising step
-    mode: AttentionMode = AttentionMode.CLIP
-    warmup_step: int = 0
-    rows: RowLayout | None = None
-    frames_layout: WindowLayout | None = None
-    steps: list[StepWindow] = field(default_factory=list)
-    processors: list["StreamingTemporalAttnProcessor"] = field(default_factory=list)
-    _tables: dict = field(default_factory=dict, repr=False)  # device -> _CountTables
-    _layouts: dict = field(default_factory=dict, repr=False)  # (device, rows, entries) -> RowLayout
+    num_layers: int = 0  # temporal attentions sharing this context
+    pe_mode: PEMode = PEMode.FUSED
+    cache: StreamKVCache = field(init=False)
+    mode: AttentionMode | None = field(default=None, init=False)  # None: no call announced
+    warmup_step: int = field(default=0, init=False)
+    rows: RowLayout | None = field(default=None, init=False)
+    frames_layout: WindowLayout | None = field(default=None, init=False)
+    processors: list["StreamingTemporalAttnProcessor"] = field(default_factory=list, init=False)
+    _tables: dict = field(default_factory=dict, init=False, repr=False)  # device -> _LayoutTables
+    _layouts: dict = field(default_factory=dict, init=False, repr=False)  # (device, rows, entries) -> RowLayout
 
     def __post_init__(self) -> None:
-        if not 1 <= self.warmup < self.window:
-            raise ValueError(f"need 1 <= warmup < window, got warmup={self.warmup} window={self.window}")
+        check_window(self.window, self.warmup)
         if self.num_steps < 1:
             raise ValueError("need at least one denoising step")
-        self.steps = [StepWindow() for _ in range(self.num_steps)]
+        self.cache = StreamKVCache(self.num_layers, self.num_steps, self.window, self.warmup)
 
     @property
     def recent_capacity(self) -> int:
@@ -164,98 +163,81 @@ class TemporalContext:
 
     # -- cache lifecycle -------------------------------------------------------------------------
 
+    def _clear_call(self) -> None:
+        self.mode, self.rows, self.frames_layout = None, None, None
+
     def reset(self) -> None:
-        """Forget every cached frame (keeps allocated buffers for reuse)."""
-        self.steps = [StepWindow() for _ in range(self.num_steps)]
-        self.rows = None
-        self.frames_layout = None
+        """Forget every cached frame (keeps allocated buffers, at the same addresses)."""
+        self.cache.reset()
+        self._clear_call()
 
     def release(self) -> None:
         """Reset and free the cache tensors."""
         self.reset()
-        for proc in self.processors:
-            proc.cache = None
+        self.cache.release()
 
-    def cache_bytes(self) -> int:
-        total = 0
-        for proc in self.processors:
-            if proc.cache is not None:
-                total += proc.cache.nbytes()
-        return total
+    def commit(self) -> None:
+        """The announced warmup or stream call succeeded: its frames are cached for good."""
+        self.cache.commit()
+        self._clear_call()
+
+    def abort(self) -> None:
+        """The announced call failed: nothing is committed; the call can be retried or the stream reset."""
+        self.cache.abort()
+        self._clear_call()
 
     # -- per-call setup --------------------------------------------------------------------------
 
     def begin_warmup(self, step: int, num_frames: int) -> None:
-        if not 1 <= num_frames <= self.warmup:
-            raise ValueError(f"warmup takes 1..{self.warmup} frames, got {num_frames}")
-        if self.steps[step].warmup_len or self.steps[step].recent_count:
-            raise RuntimeError(f"step {step} already has cached frames; reset before a new warmup")
+        self.cache.begin_warmup(step, num_frames)
+        self._clear_call()
         self.mode = AttentionMode.WARMUP
         self.warmup_step = step
-        self.steps[step].warmup_len = num_frames
 
-    def _count_tables(self, device: torch.device) -> "_CountTables":
+    def _layout_tables(self, device: torch.device) -> _LayoutTables:
         tables = self._tables.get(device)
         if tables is None:
-            tables = self._tables[device] = _CountTables.build(self.window, self.warmup, self.num_steps, device)
+            tables = self._tables[device] = _LayoutTables.build(self.window, self.warmup, self.num_steps, device)
         return tables
 
-    def begin_stream(self, row_steps: list[int], device: torch.device) -> None:
+    def begin_stream(self, row_steps, device: torch.device) -> None:
         """Set the row layout of a STREAM call. Sync-free: the layout of a row depends only on how
         many recent frames its step holds (periodic with period L - Lw once the ring is full), so
         it is picked from tables built once on the device with Python-int indexing; a call's layout
         is memoised, so the steady state reuses the same L - Lw layouts and launches nothing."""
         row_steps = tuple(int(s) for s in row_steps)
-        if len(set(row_steps)) != len(row_steps):
-            raise ValueError(f"each batch row must be at a different step, got {list(row_steps)}")
-        cap = self.recent_capacity
-        entries = []
-        for s in row_steps:
-            st = self.steps[s]
-            if st.warmup_len != self.warmup:
-                raise RuntimeError(f"step {s} has {st.warmup_len} warmup frames cached, need {self.warmup}")
-            entries.append(_CountTables.entry(st.recent_count + 1, cap))  # the row's own frame is appended first
+        counts = self.cache.begin_stream(row_steps)
+        entries = [layout_entry(self.window, self.warmup, c) for c in counts]
         key = (device, row_steps, tuple(entries))
         layout = self._layouts.get(key)
         if layout is None:
             if len(self._layouts) >= _MAX_LAYOUTS:
                 self._layouts.clear()
-            layout = self._layouts[key] = self._count_tables(device).layout(row_steps, entries, cap)
+            layout = self._layouts[key] = self._layout_tables(device).layout(row_steps, entries)
+        self._clear_call()
         self.mode = AttentionMode.STREAM
         self.rows = layout
 
-    def end_stream(self) -> None:
-        """Commit the frames a STREAM call appended (call after the UNet call succeeded)."""
-        assert self.rows is not None
-        for s in self.rows.row_steps:
-            self.steps[s].recent_count += 1
-        self.rows = None
-
     def begin_reference(self, num_frames: int, device: torch.device) -> None:
         """Each query frame i sees what streaming would give it: warmup + its recent frames."""
-        Lw, cap = self.warmup, self.recent_capacity
-        lw = min(Lw, num_frames)
+        L, Lw = self.window, self.warmup
         index, pos, valid, q_pos = [], [], [], []
         for i in range(num_frames):
-            keys = list(range(lw))
-            if i >= Lw:
-                keys += list(range(max(Lw, i - cap + 1), i + 1))
-            positions = list(range(len(keys)))  # warmup 0..Lw-1, then Lw.. in temporal order
-            q_pos.append(i if i < Lw else positions[-1])
-            pad = self.window - len(keys)
+            keys = [k for k in stream_window(L, Lw, i) if k < num_frames]  # a short sequence: fewer warmup frames
+            pad = L - len(keys)
             index.append(keys + [0] * pad)
-            pos.append(positions + [0] * pad)
+            pos.append(list(range(len(keys))) + [0] * pad)  # warmup 0..Lw-1, then Lw.. in temporal order
             valid.append([True] * len(keys) + [False] * pad)
+            q_pos.append(query_position(L, Lw, i))
         self._set_frames_layout(AttentionMode.REFERENCE, index, pos, valid, q_pos, device)
 
     def begin_clip(self, num_frames: int, device: torch.device) -> None:
         """The training mask on one clip: frames < Lw see all of < Lw; later frames see < Lw and Lw..i."""
         if num_frames > self.window:
             raise ValueError(f"a clip holds at most {self.window} frames, got {num_frames}")
-        Lw = self.warmup
         index, pos, valid, q_pos = [], [], [], []
         for i in range(num_frames):
-            keys = list(range(min(Lw, num_frames))) + (list(range(Lw, i + 1)) if i >= Lw else [])
+            keys = list(clip_window(self.warmup, num_frames, i))
             pad = num_frames - len(keys)
             index.append(keys + [0] * pad)
             pos.append(keys + [0] * pad)  # clip positions are the frames' own indices
@@ -263,7 +245,15 @@ class TemporalContext:
             q_pos.append(i)
         self._set_frames_layout(AttentionMode.CLIP, index, pos, valid, q_pos, device)
 
+    def end_windows(self) -> None:
+        """Drop a reference or clip layout (those calls commit nothing to the cache)."""
+        if self.cache.pending is None:
+            self._clear_call()
+
     def _set_frames_layout(self, mode, index, pos, valid, q_pos, device) -> None:
+        if self.cache.pending is not None:
+            raise RuntimeError("a warmup or stream call is in progress: commit or abort it first")
+        self._clear_call()
         self.mode = mode
         self.frames_layout = WindowLayout(
             kv_index=torch.tensor(index, dtype=torch.long, device=device),
@@ -271,26 +261,6 @@ class TemporalContext:
             kv_valid=torch.tensor(valid, dtype=torch.bool, device=device),
             q_positions=torch.tensor(q_pos, dtype=torch.long, device=device),
         )
-
-
-class LayerKVCache:
-    """Raw to_k(x)/to_v(x) of one temporal attention layer for every denoising step.
-
-    Layout (steps, HW, L, C): slots 0..Lw-1 hold the warmup frames (never evicted), slots Lw..L-1
-    are a ring of the most recent frames (a new frame overwrites the oldest; no copies).
-    """
-
-    def __init__(self, num_steps: int, tokens: int, window: int, channels: int, device, dtype) -> None:
-        self.k = torch.zeros(num_steps, tokens, window, channels, device=device, dtype=dtype)
-        self.v = torch.zeros_like(self.k)
-
-    def matches(self, tokens: int, channels: int, device, dtype) -> bool:
-        return (
-            self.k.shape[1] == tokens and self.k.shape[3] == channels and self.k.device == device and self.k.dtype == dtype
-        )
-
-    def nbytes(self) -> int:
-        return 2 * self.k.numel() * self.k.element_size()
 
 
 class PositionTable(nn.Module):
@@ -316,12 +286,13 @@ class PerFrameGroupNorm(nn.GroupNorm):
 
 
 class StreamingTemporalAttnProcessor:
-    """Temporal self-attention with Live2Diff's warmup window and a per-step KV cache."""
+    """Temporal self-attention with Live2Diff's warmup window, reading and writing layer ``layer`` of
+    the context's ``StreamKVCache``."""
 
-    def __init__(self, context: TemporalContext, position_table: PositionTable) -> None:
+    def __init__(self, context: TemporalContext, position_table: PositionTable, layer: int) -> None:
         self.context = context
         self.position_table = position_table
-        self.cache: LayerKVCache | None = None
+        self.layer = layer
         self._pe_proj: tuple[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     # Projected PE rows, recomputed only when the weights change (LoRA fuse, reload, dtype move).
@@ -348,12 +319,13 @@ class StreamingTemporalAttnProcessor:
             raise RuntimeError("streaming temporal attention needs bias-free q/k/v projections")
         if attn.norm_cross or attn.group_norm is not None or attn.spatial_norm is not None:
             raise RuntimeError("unsupported temporal attention configuration (extra norms)")
-        ctx = self.context
-        mode = ctx.mode
+        mode = self.context.mode
         if mode is AttentionMode.WARMUP:
             out = self._warmup(attn, hidden_states)
         elif mode is AttentionMode.STREAM:
             out = self._stream(attn, hidden_states)
+        elif mode is None:
+            raise RuntimeError("temporal attention called with no call announced (begin_warmup/stream/reference/clip)")
         else:
             out = self._windows(attn, hidden_states)
         out = attn.to_out[0](out)
@@ -361,12 +333,6 @@ class StreamingTemporalAttnProcessor:
         if attn.residual_connection:
             out = out + hidden_states
         return out / attn.rescale_output_factor
-
-    def _ensure_cache(self, tokens: int, channels: int, like: torch.Tensor) -> LayerKVCache:
-        ctx = self.context
-        if self.cache is None or not self.cache.matches(tokens, channels, like.device, like.dtype):
-            self.cache = LayerKVCache(ctx.num_steps, tokens, ctx.window, channels, like.device, like.dtype)
-        return self.cache
 
     @staticmethod
     def _attend(attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -385,9 +351,11 @@ class StreamingTemporalAttnProcessor:
         tokens, frames, _ = x.shape  # (HW, F, C_in): warmup runs one stream (batch 1)
         q_pe, k_pe, v_pe = self._projected_pe(attn)
         q, k, v = attn.to_q(x), attn.to_k(x), attn.to_v(x)
-        cache = self._ensure_cache(tokens, k.shape[-1], k)
-        cache.k[ctx.warmup_step, :, :frames] = k
-        cache.v[ctx.warmup_step, :, :frames] = v
+        heads = attn.heads
+        d = k.shape[-1] // heads
+        buffers = ctx.cache.ensure_layer(self.layer, tokens, heads, d, like=k)
+        buffers.k[ctx.warmup_step, :, :, :frames] = k.view(tokens, frames, heads, d).transpose(1, 2)
+        buffers.v[ctx.warmup_step, :, :, :frames] = v.view(tokens, frames, heads, d).transpose(1, 2)
         return self._attend(attn, q + q_pe[:frames], k + k_pe[:frames], v + v_pe[:frames], None)
 
     def _stream(self, attn, x: torch.Tensor) -> torch.Tensor:
@@ -403,34 +371,60 @@ class StreamingTemporalAttnProcessor:
         # The rows the warmup of this stream projected (eager, with the weight check): no Python-level
         # tensor identity check here, so the compiled stream call stays one graph.
         q_pe, k_pe, v_pe = self._pe_proj[1]
+        buffers = ctx.cache.layer(self.layer)
+        if buffers.tokens != tokens:
+            raise RuntimeError(f"streaming {tokens} tokens into a cache warmed with {buffers.tokens}")
         x = x.view(num_rows, tokens, -1)
         q, k_new, v_new = attn.to_q(x), attn.to_k(x), attn.to_v(x)  # (R, HW, C)
-        cache = self.cache
-        if cache is None or cache.k.shape[1] != tokens:
-            raise RuntimeError("streaming before warmup: the KV cache is empty")
-        cache.k[rows.steps, :, rows.write_slots] = k_new
-        cache.v[rows.steps, :, rows.write_slots] = v_new
-        if rows.rows_are_all_steps:
-            k_all, v_all = cache.k, cache.v  # (R, HW, L, C) without a copy
-        else:
-            k_all, v_all = cache.k[rows.steps], cache.v[rows.steps]
-        k_all = k_all + k_pe[rows.kv_positions].unsqueeze(1)
-        v_all = v_all + v_pe[rows.kv_positions].unsqueeze(1)
-        q = q + q_pe[rows.q_positions].unsqueeze(1)
+        heads = attn.heads
         channels = q.shape[-1]
-        window = k_all.shape[2]
+        d = channels // heads
+        # In place, at each row's (step, slot): the buffers keep their addresses.
+        buffers.k[rows.steps, :, :, rows.write_slots] = k_new.view(num_rows, tokens, heads, d)
+        buffers.v[rows.steps, :, :, rows.write_slots] = v_new.view(num_rows, tokens, heads, d)
+        if rows.rows_are_all_steps:
+            k_rows, v_rows = buffers.k, buffers.v  # (R, HW, heads, L, d) in place: the steady state
+        else:
+            k_rows, v_rows = buffers.k[rows.steps], buffers.v[rows.steps]  # fill / drain / sequential: a gather
+        q = q + q_pe[rows.q_positions].unsqueeze(1)
+        kpe = k_pe[rows.kv_positions].view(num_rows, -1, heads, d)  # (R, L, heads, d)
+        vpe = v_pe[rows.kv_positions].view(num_rows, -1, heads, d)
+        if ctx.pe_mode is PEMode.FUSED:
+            out = self._stream_fused(attn, q, k_rows, v_rows, kpe, vpe, rows)
+        else:
+            out = self._stream_materialised(attn, q, k_rows, v_rows, kpe, vpe, rows)
+        return out.view(num_rows * tokens, 1, channels)
+
+    @staticmethod
+    def _stream_fused(attn, q, k_rows, v_rows, kpe, vpe, rows: RowLayout) -> torch.Tensor:
+        """softmax(q.(k + k_pe)^T * scale) . (v + v_pe) with the cache read once: q.k^T and p.v on the
+        cached rows in place, plus the PE terms q.k_pe^T (a logits bias) and p.v_pe, each of logits
+        size (HW x heads x L), not cache size."""
+        num_rows, tokens, heads, window, d = k_rows.shape
+        n = num_rows * tokens
+        qh = q.view(num_rows, tokens, heads, d)
+        logits = torch.matmul(qh.view(n, heads, 1, d), k_rows.view(n, heads, window, d).transpose(-1, -2))
+        logits = logits.view(num_rows, tokens, heads, window) + torch.einsum("rthd,rlhd->rthl", qh, kpe)
+        logits = logits * attn.scale
+        if not rows.all_valid:
+            logits = logits.masked_fill(rows.kv_invalid.view(num_rows, 1, 1, window), float("-inf"))
+        p = torch.softmax(logits, dim=-1, dtype=torch.float32).to(q.dtype)  # fp32 softmax, as SDPA
+        out = torch.matmul(p.view(n, heads, 1, window), v_rows.view(n, heads, window, d))
+        return out.view(num_rows, tokens, heads, d) + torch.einsum("rthl,rlhd->rthd", p, vpe)
+
+    def _stream_materialised(self, attn, q, k_rows, v_rows, kpe, vpe, rows: RowLayout) -> torch.Tensor:
+        """The reference form: a per-layer copy cache + PE rows, then SDPA over it."""
+        num_rows, tokens, heads, window, d = k_rows.shape
+        n = num_rows * tokens
+        k_all = k_rows + kpe.transpose(1, 2).unsqueeze(1)  # (R, HW, heads, L, d): a cache-sized copy
+        v_all = v_rows + vpe.transpose(1, 2).unsqueeze(1)
         mask = None
         if not rows.all_valid:
             mask = rows.kv_valid.view(num_rows, 1, 1, 1, window).expand(num_rows, tokens, 1, 1, window)
-            mask = mask.reshape(num_rows * tokens, 1, 1, window)
-        out = self._attend(
-            attn,
-            q.reshape(num_rows * tokens, 1, channels),
-            k_all.reshape(num_rows * tokens, window, channels),
-            v_all.reshape(num_rows * tokens, window, channels),
-            mask,
-        )
-        return out  # (R*HW, 1, C)
+            mask = mask.reshape(n, 1, 1, window)
+        out = F.scaled_dot_product_attention(q.view(n, 1, heads, d).transpose(1, 2), k_all.view(n, heads, window, d),
+                                             v_all.view(n, heads, window, d), attn_mask=mask, scale=attn.scale)
+        return out.view(num_rows, tokens, heads, d)
 
     def _windows(self, attn, x: torch.Tensor) -> torch.Tensor:
         """REFERENCE / CLIP: each query frame attends over its own window, gathered from this pass."""
@@ -464,16 +458,18 @@ def motion_transformers(unet: nn.Module) -> list[nn.Module]:
     return [m for m in unet.modules() if isinstance(m, AnimateDiffTransformer3D)]
 
 
-def patch_motion_modules(unet: nn.Module, window: int, warmup: int, num_steps: int) -> TemporalContext:
+def patch_motion_modules(unet: nn.Module, window: int, warmup: int, num_steps: int,
+                         pe_mode: PEMode = PEMode.FUSED) -> TemporalContext:
     """Turn every motion module of a diffusers UNetMotionModel into Live2Diff streaming attention.
 
-    Idempotent: patching an already patched UNet rebinds it to a fresh context. State-dict keys are
-    unchanged, so weights can be loaded before or after patching.
+    Idempotent: patching an already patched UNet rebinds it to a fresh context (and a fresh cache).
+    State-dict keys are unchanged, so weights can be loaded before or after patching.
     """
-    context = TemporalContext(window=window, warmup=warmup, num_steps=num_steps)
+    check_window(window, warmup)
     transformers = motion_transformers(unet)
     if not transformers:
         raise ValueError("the UNet has no motion modules to patch")
+    attentions: list[tuple[nn.Module, PositionTable]] = []
     for transformer in transformers:
         norm = transformer.norm
         if not isinstance(norm, PerFrameGroupNorm):
@@ -496,7 +492,11 @@ def patch_motion_modules(unet: nn.Module, window: int, warmup: int, num_steps: i
             for attn in (block.attn1, block.attn2):
                 if attn is None or attn.is_cross_attention:
                     raise ValueError("motion blocks must hold two temporal self-attentions (attn1, attn2)")
-                proc = StreamingTemporalAttnProcessor(context, table)
-                attn.set_processor(proc)
-                context.processors.append(proc)
+                attentions.append((attn, table))
+    context = TemporalContext(window=window, warmup=warmup, num_steps=num_steps, num_layers=len(attentions),
+                              pe_mode=pe_mode)
+    for layer, (attn, table) in enumerate(attentions):
+        proc = StreamingTemporalAttnProcessor(context, table, layer)
+        attn.set_processor(proc)
+        context.processors.append(proc)
     return context

@@ -70,29 +70,27 @@ def test_perturbing_a_cached_entry_changes_the_next_output():
     engine = make_engine(1)
     reference = [o for f in frames[:20] for o in engine.push(f)]
     assert len(reference) == 20
-    snapshot = [p.cache.k.clone() for p in engine.context.processors]
+    cache = engine.cache
+    saved = cache.snapshot()
 
     def next_output(perturb):
-        for proc, saved in zip(engine.context.processors, snapshot):
-            proc.cache.k.copy_(saved)
-        counts = [(s.warmup_len, s.recent_count) for s in engine.context.steps]
+        cache.restore(saved)  # both pushes see the same cache state
         number = engine._next_number  # the frame number drives its (fresh) noise
         if perturb is not None:
             perturb()
         out = engine.push(frames[20])[0].pixels
-        # roll the bookkeeping back so both pushes see the same cache state
-        for st, (w, r) in zip(engine.context.steps, counts):
-            st.warmup_len, st.recent_count = w, r
         engine._next_number = number
         return out
 
     clean = next_output(None)
 
     def bump_warmup_entry():
-        engine.context.processors[0].cache.k[0, :, 2] += 1.0
+        k, _ = cache.entry(layer=0, step=0, slot=2)
+        k += 1.0
 
     def bump_recent_entry():
-        engine.context.processors[-1].cache.k[0, :, 9] += 1.0
+        k, _ = cache.entry(layer=cache.num_layers - 1, step=0, slot=9)
+        k += 1.0
 
     assert not np.array_equal(next_output(bump_warmup_entry), clean)
     assert not np.array_equal(next_output(bump_recent_entry), clean)

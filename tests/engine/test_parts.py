@@ -1,12 +1,14 @@
 """Per-frame norm, E_cond, seeds, noise modes, frame-size errors, warmup outputs."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 
 from l2d_obs.engine.depth import DepthEncoder, depth_to_vae_input, normalise_depth
-from l2d_obs.engine.temporal import PerFrameGroupNorm, TemporalContext, patch_motion_modules
+from l2d_obs.engine.temporal import PEMode, PerFrameGroupNorm, TemporalContext, patch_motion_modules
 from l2d_obs.engine.tiny import build_tiny_components, build_tiny_unet
 from l2d_obs.errors import FrameSizeError
 from l2d_obs.frames import Frame
@@ -55,19 +57,99 @@ def test_motion_module_output_depends_on_other_frames_only_through_attention():
         assert not torch.allclose(patched(x, num_frames=frames)[2], patched(y, num_frames=frames)[2])
 
 
-def test_patched_unet_equals_stock_on_a_clip_within_warmup():
-    """With every frame in the warmup (bidirectional, positions 0..F-1) and one frame per norm
-    group statistics, the patched attention equals diffusers' stock attention + PE."""
+def _per_frame_norm(transformer):
+    """The stock transformer with its joint GroupNorm made per-frame (the one documented difference)."""
+    norm = transformer.norm
+    per_frame = PerFrameGroupNorm(norm.num_groups, norm.num_channels, eps=norm.eps, affine=norm.affine)
+    per_frame.load_state_dict(norm.state_dict())
+    transformer.norm = per_frame
+    return transformer
+
+
+@pytest.mark.parametrize("call", ["clip", "warmup"])
+def test_patched_transformer_equals_stock_on_several_frames_within_warmup(call):
+    """With every frame in the warmup (bidirectional, positions 0..F-1), the patched motion module
+    equals diffusers' stock one (stock attention + PE added to its input) over several frames."""
     torch.manual_seed(0)
-    stock = _motion_transformer()
+    stock = _per_frame_norm(_motion_transformer())
     patched = _motion_transformer()
     patched.load_state_dict(stock.state_dict())
-    frames = 1  # joint and per-frame GroupNorm agree on a single frame
+    frames = 4
     x = torch.randn(frames, 16, 3, 3)
-    context = patch_motion_modules(torch.nn.ModuleList([patched]), window=4, warmup=2, num_steps=1)
-    context.begin_clip(frames, device=torch.device("cpu"))
+    context = patch_motion_modules(torch.nn.ModuleList([patched]), window=8, warmup=frames, num_steps=1)
+    if call == "clip":
+        context.begin_clip(frames, device=torch.device("cpu"))
+    else:
+        context.begin_warmup(0, frames)  # the cache-writing path
     with torch.no_grad():
-        assert torch.allclose(stock(x, num_frames=frames), patched(x, num_frames=frames), atol=1e-5)
+        expected, got = stock(x, num_frames=frames), patched(x, num_frames=frames)
+    assert torch.allclose(expected, got, atol=1e-5)
+    if call == "warmup":
+        context.commit()
+        assert context.cache.warmed(0)
+
+
+@pytest.mark.parametrize("pe_mode", list(PEMode))
+def test_streaming_attention_equals_stock_attention_on_every_frames_window(pe_mode):
+    """One temporal attention, 14 frames, L=6, Lw=3: after the warmup call each frame is streamed alone
+    through the KV cache; its output equals diffusers' stock attention processor run on the frames of
+    its window (PE rows 0..n added to the input), over the fill, the full ring and evictions."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from l2d_obs.engine.windows import stream_window
+
+    torch.manual_seed(0)
+    transformer = _motion_transformer()
+    block = transformer.transformer_blocks[0]
+    stock = copy.deepcopy(block.attn1)
+    stock.set_processor(AttnProcessor2_0())
+    pe = block.pos_embed.pe[0]  # (positions, C)
+    context = patch_motion_modules(torch.nn.ModuleList([transformer]), window=6, warmup=3, num_steps=1,
+                                   pe_mode=pe_mode)
+    attn = block.attn1
+    x = torch.randn(5, 14, 16)  # (HW tokens, frames, C)
+    with torch.no_grad():
+        context.begin_warmup(0, 3)
+        warm = attn(x[:, :3])
+        context.commit()
+        torch.testing.assert_close(warm, stock(x[:, :3] + pe[:3]), rtol=1e-5, atol=1e-5)
+        for n in range(3, 14):
+            context.begin_stream([0], device=torch.device("cpu"))
+            got = attn(x[:, n : n + 1])
+            context.commit()
+            keys = list(stream_window(6, 3, n))
+            expected = stock(x[:, keys] + pe[: len(keys)])[:, -1:]
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5, msg=f"frame {n}")
+
+
+def test_fused_and_materialised_pe_agree_on_random_cache_contents():
+    """The fused stream attention against its reference form, every layout of the ring (masked and
+    not), several rows at different steps, heads > 1."""
+    torch.manual_seed(1)
+    transformer = _motion_transformer()
+    context = patch_motion_modules(torch.nn.ModuleList([transformer]), window=6, warmup=2, num_steps=3)
+    attn = transformer.transformer_blocks[0].attn2
+    x = torch.randn(7, 2, 16)
+    with torch.no_grad():
+        for step in range(3):
+            context.begin_warmup(step, 2)
+            attn(x)
+            context.commit()
+        buffers = context.cache.layer(1)  # attn2's layer: random contents in every slot
+        buffers.k.normal_()
+        buffers.v.normal_()
+        for frame in range(12):
+            rows = ([0, 1, 2], [1, 2], [2, 0])[frame % 3]  # the cache in place, then gathered rows
+            new = torch.randn(7 * len(rows), 1, 16)
+            saved = context.cache.snapshot()
+            outs = {}
+            for mode in PEMode:
+                context.cache.restore(saved)
+                context.pe_mode = mode
+                context.begin_stream(rows, device=torch.device("cpu"))
+                outs[mode] = attn(new)
+                context.commit()
+            torch.testing.assert_close(outs[PEMode.FUSED], outs[PEMode.MATERIALISED], rtol=1e-5, atol=1e-6)
 
 
 def test_patching_keeps_state_dict_keys():
