@@ -22,6 +22,7 @@ from l2d_obs.sinks.video import VideoFileSink
 from tests.daemon.daemon_helpers import (
     RecordingSink, SlowEngine, real_engine_factory, run_in_thread, tiny, wait_until, write_test_video,
 )
+from tests.switching.switching_helpers import tiny_variant
 
 
 @pytest.fixture(scope="module")
@@ -196,11 +197,14 @@ def test_stop_shuts_down_quickly_and_releases_everything(factory):
     assert not [t for t in threading.enumerate() if t.name.startswith("l2d-")]
 
 
-def test_switch_validates_then_swaps_between_frames(factory):
+def test_switch_validates_then_swaps_between_frames(tmp_path, monkeypatch):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "B.toml").write_text(tiny_variant("B", 101))  # another style (tiny is on screen)
+    monkeypatch.setenv("L2D_PROFILES_DIR", str(tmp_path / "profiles"))
     built = []
 
     def make(profile):
-        engine = factory(profile)
+        engine = real_engine_factory(profile)  # its own, not the module's: the switch changes its style
         built.append(engine)
         return engine
 
@@ -211,7 +215,7 @@ def test_switch_validates_then_swaps_between_frames(factory):
         assert wait_until(lambda: d.stats.frames_published >= 2, 60)
         with pytest.raises(ProfileError, match="unknown profile 'no-such-style'"):
             d.request_switch("no-such-style")
-        assert d.request_switch("tiny") == {"switching_to": "tiny"}
+        assert d.request_switch("B") == {"switching_to": "B"}
         assert wait_until(lambda: d.status()["switch"].get("state") == "active", 30)
         # The real engine switches in place: prepared on the switch thread, re-warmed between frames.
         assert len(built) == 1 and d._engine is built[0] and built[0].stats.switches == 1

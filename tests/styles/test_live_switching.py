@@ -41,10 +41,10 @@ def styles(tmp_path, monkeypatch):
     return folder
 
 
-def _start(preload=()):
+def _start(preload=(), keep_source_aspect=True):
     rec = RecordingSink()
     daemon = Daemon(load_profile("tiny"), PatternSource(80, 60, 30), [rec], real_engine_factory,
-                    DaemonConfig(preload=tuple(preload)))
+                    DaemonConfig(preload=tuple(preload), keep_source_aspect=keep_source_aspect))
     thread, result = run_in_thread(daemon.run)
     assert wait_until(lambda: daemon.stats.frames_published >= 3, 120), result
     return daemon, rec, thread, result
@@ -133,7 +133,7 @@ def _engine_sizes_over(daemon, seconds: float) -> set[tuple[int, int]]:
 def test_switching_between_resolutions_and_aspects_keeps_streaming(styles, order):
     """Each switch to a style at another size re-warms from the camera frames fitted to the new size:
     the daemon keeps running, the engine runs at the new size, the output keeps its size and pace."""
-    daemon, rec, thread, result = _start()
+    daemon, rec, thread, result = _start(keep_source_aspect=False)  # the profiles' own shapes, not the camera's
     sizes = {"tiny": (64, 64), "wide": (112, 64), "tall": (48, 80)}
     try:
         for name in order:
