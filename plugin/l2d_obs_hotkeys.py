@@ -32,7 +32,7 @@ from pathlib import Path
 
 import obspython as obs  # provided by OBS
 
-DEFAULT_PROFILES = ["tiny", "vangogh", "cartoon", "zaum"]
+DEFAULT_PROFILES = ["toon", "pencil", "vangogh", "cartoon", "zaum"]  # when no profile folder is found
 HOTKEY_PREFIX = "l2d_obs.style."
 NEXT_NAME = "l2d_obs.next"
 PREVIOUS_NAME = "l2d_obs.previous"
