@@ -7,11 +7,16 @@ output of the UNet's conv_in.
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .depth_fold import fold_weight_standardization
+
+log = logging.getLogger(__name__)
 
 # E_cond's channel ladder in the official code: 4 -> 16 -> 16 -> 32 -> 32 -> 96 -> 96 -> 256 -> 320.
 DEFAULT_DEPTH_ENCODER_CHANNELS: tuple[int, ...] = (16, 16, 32, 32, 96, 96, 256)
@@ -87,8 +92,16 @@ class TransformersDepthEstimator:
         self._mean = torch.tensor(mean).view(1, 3, 1, 1)
         self._std = torch.tensor(std).view(1, 3, 1, 1)
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "TransformersDepthEstimator":
-        self.model.to(device=device, dtype=dtype)
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None, *,
+           fold: bool = True) -> "TransformersDepthEstimator":
+        """Place the model for inference; BiT's weight standardisation (DPT-hybrid) is folded here,
+        on the device and before the cast, so frames run plain convs with fp32-standardised weights.
+        ``fold=False`` keeps the per-frame standardisation (a benchmark's baseline)."""
+        self.model.to(device=device)
+        if fold and (folded := fold_weight_standardization(self.model)):
+            log.info("depth estimator: weight standardisation of %d BiT conv(s) folded", folded)
+        if dtype is not None:
+            self.model.to(dtype=dtype)
         self._mean = self._mean.to(device=device, dtype=dtype or self._mean.dtype)
         self._std = self._std.to(device=device, dtype=dtype or self._std.dtype)
         return self
