@@ -6,6 +6,7 @@ Frames arrive already at the output size, paced by the daemon; a sink must not s
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from typing import Self
 
@@ -70,3 +71,32 @@ def encode_jpeg(pixels: np.ndarray, quality: int = 85) -> bytes:
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()
+
+
+class _SharedJpeg:
+    """The last frame's JPEG, so several JPEG outputs (obs, mjpeg) encode each published frame once.
+    Keyed by the pixel array itself (identity, not id(): an id can be reused once an array is freed)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pixels: np.ndarray | None = None
+        self._quality = -1
+        self._jpeg = b""
+
+    def encode(self, pixels: np.ndarray, quality: int) -> bytes:
+        with self._lock:
+            if pixels is self._pixels and quality == self._quality:
+                return self._jpeg
+        jpeg = encode_jpeg(pixels, quality)
+        with self._lock:
+            self._pixels, self._quality, self._jpeg = pixels, quality, jpeg
+        return jpeg
+
+
+_shared_jpeg = _SharedJpeg()
+
+
+def frame_jpeg(frame: Frame, quality: int = 85) -> bytes:
+    """The frame as JPEG, encoded once however many outputs ask for it at the same quality."""
+    return _shared_jpeg.encode(frame.pixels, quality)
+

@@ -13,7 +13,7 @@ import threading
 from ..errors import SinkError
 from ..frames import Frame
 from ..httpguard import GuardedHandler, GuardedHTTPServer, HTTPFailure
-from .base import Sink, encode_jpeg
+from .base import Sink, frame_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class MJPEGSink(Sink):
         log.warning("preview at %s", self.url)
 
     def write(self, frame: Frame) -> None:
-        self._latest.publish(encode_jpeg(frame.pixels, self.quality))
+        self._latest.publish(frame_jpeg(frame, self.quality))
 
     def close(self) -> None:
         server, self._server = self._server, None

@@ -26,7 +26,7 @@ from ..frames import Frame
 from ..handoff import CLOSED, LatestSlot
 from ..obsclient import (EVENTS_INPUTS, EVENTS_SCENE_ITEM_TRANSFORMS, EVENTS_SCENE_ITEMS, EVENTS_SCENES, OBSAuthError,
                          OBSClient, OBSRequestError, report_auth_failure)
-from .base import Sink, encode_jpeg
+from .base import Sink, frame_jpeg
 from .obs_mirror import Container, SceneMirror, forget_twins, record_twins, shows
 
 log = logging.getLogger(__name__)
@@ -367,7 +367,7 @@ class OBSReturnSink(Sink):
     # --- frames --------------------------------------------------------------------------------
     def write(self, frame: Frame) -> None:
         if self._server is not None:
-            self._server.send(encode_jpeg(frame.pixels, self.quality))
+            self._server.send(frame_jpeg(frame, self.quality))
 
     def close(self) -> None:
         self._stop.set()
