@@ -29,6 +29,7 @@ from .switching import StyleSwitcher
 
 log = logging.getLogger(__package__)  # one logger name for the whole daemon, as users see it
 
+MIN_GAP = 0.75  # of a period: the shortest time between two output frames (no catch-up bursts)
 RECENT_CAMERA_FRAMES = 16  # warmups are shorter than the window (<= 24); 16 raw 1080p frames hold ~100 MB
 
 
@@ -242,6 +243,9 @@ class Stages:
             next_tick += period
             if now - next_tick > period:  # fell behind (a slow sink): restart the clock, no burst
                 next_tick = now + period
+            # A tick that came late (a busy CPU) must not be followed by one that comes early: frames
+            # stay at least 3/4 of a period apart, and the clock keeps its phase when the delay is small.
+            next_tick = max(next_tick, time.monotonic() + MIN_GAP * period)
 
     def _output_file(self) -> None:
         """Files: every frame exactly once, in order; paced at the file's rate unless --no-pace."""

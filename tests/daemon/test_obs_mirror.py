@@ -181,7 +181,7 @@ def test_scenes_edited_while_running_follow(obs, two_scenes):
             c.request("CreateScene", {"sceneName": scene_c})
             t0 = time.monotonic()
             c.request("CreateSceneItem", {"sceneName": scene_c, "sourceName": names["cam"]})
-            assert wait_until(lambda: twins_directly_above_cameras(c, scene_c, names["cam"], names["twin"]), 5)
+            assert wait_until(lambda: twins_directly_above_cameras(c, scene_c, names["cam"], names["twin"]), 10)
             added_s = time.monotonic() - t0
             # the camera moves and is hidden in A: its twin follows
             place(c, names["A"], names["cam"], positionX=200.0, positionY=150.0, scaleX=0.25, scaleY=0.25, cropLeft=0)
@@ -193,11 +193,11 @@ def test_scenes_edited_while_running_follow(obs, two_scenes):
                 return (twin is not None and twin["sceneItemTransform"]["positionX"] == 200.0
                         and twin["sceneItemTransform"]["scaleX"] == 0.25 and not twin["sceneItemEnabled"])
 
-            assert wait_until(twin_follows, 5)
+            assert wait_until(twin_follows, 10)
             # the camera leaves scene C: so does its twin
             t0 = time.monotonic()
             c.request("RemoveSceneItem", {"sceneName": scene_c, "sceneItemId": item_id(c, scene_c, names["cam"])})
-            assert wait_until(lambda: items(c, scene_c) == [], 5), items(c, scene_c)
+            assert wait_until(lambda: items(c, scene_c) == [], 10), items(c, scene_c)
             removed_s = time.monotonic() - t0
             assert sink.status()["scenes"] == sorted([names["A"], names["B"]])
     finally:
