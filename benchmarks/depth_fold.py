@@ -21,11 +21,10 @@ import os
 import platform
 import statistics
 import time
-from collections import Counter
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from l2d_obs.bench.opcount import OpCounter
 from l2d_obs.bench.runner import cpu_model
 from l2d_obs.engine.depth import TransformersDepthEstimator
 
@@ -42,23 +41,13 @@ def dpt_hybrid(image_size: int) -> TransformersDepthEstimator:
     return TransformersDepthEstimator(model, input_size=(image_size, image_size))
 
 
-class _OpCounter(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: Counter[str] = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def _ops(estimator: TransformersDepthEstimator, x: torch.Tensor) -> dict:
-    with torch.no_grad(), _OpCounter() as counter:
+    with torch.no_grad(), OpCounter() as counter:
         estimator.estimate(x)
     return {"total": sum(counter.ops.values()),
             "batch_norm": sum(n for name, n in counter.ops.items() if "batch_norm" in name)}

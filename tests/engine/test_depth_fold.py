@@ -12,6 +12,8 @@ from collections import Counter
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from l2d_obs.bench.opcount import OpCounter
 from transformers.models.bit.modeling_bit import WeightStandardizedConv2d
 
 from l2d_obs.engine.depth import TransformersDepthEstimator, build_tiny_dpt
@@ -55,18 +57,6 @@ def images(n: int = 2, size: int = 40, seed: int = 1) -> torch.Tensor:
 
 def count(model: torch.nn.Module, kind: type) -> int:
     return sum(isinstance(m, kind) for m in model.modules())
-
-
-class OpCounter(TorchDispatchMode):
-    """Every aten op a forward dispatches, by name."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: Counter[str] = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
 
 
 class ConvWeightSpy(TorchDispatchMode):
