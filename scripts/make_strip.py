@@ -103,7 +103,7 @@ def write_png_folder(frames: list[np.ndarray], folder: Path, fps: float) -> None
 
 def style_clip(clip: Clip, profile_name: str, seed: int | None, device: str | None, dtype: str | None) -> list[np.ndarray]:
     """Style ``clip`` exactly as `l2d-obs render` would (same render function, same engine factory)."""
-    from l2d_obs.engine import build_engine
+    from l2d_obs.factory import build_engine
     from l2d_obs.profiles import load_profile
 
     profile = load_profile(profile_name)  # before any work: an unknown profile fails fast
