@@ -104,13 +104,8 @@ class Stages:
                 break
             stats.frames_captured += 1
             stats.input_rate.tick(time.monotonic())
-            item = CameraFrame(frame, self._fitted_for_engine(frame))
-            if isinstance(self.inbox, BoundedQueue):
-                while not self.inbox.put(item, timeout=0.2):
-                    if self._stop.is_set():
-                        return
-            else:
-                self.inbox.put(item)
+            if not self._hand_over(self.inbox, CameraFrame(frame, self._fitted_for_engine(frame))):
+                return
         self.inbox.close()
 
     def _fitted_for_engine(self, frame: Frame) -> Frame | None:
@@ -178,12 +173,18 @@ class Stages:
         self._to_output(frame)
 
     def _to_output(self, frame: Frame) -> None:
-        if isinstance(self.outbox, BoundedQueue):
-            while not self.outbox.put(frame, timeout=0.2):
+        self._hand_over(self.outbox, frame)
+
+    def _hand_over(self, slot: LatestSlot | BoundedQueue, item: object) -> bool:
+        """Put ``item`` in the next stage's slot: a live slot takes it at once (newest wins), a file's
+        queue waits for room. False when the daemon stopped while waiting."""
+        if isinstance(slot, BoundedQueue):
+            while not slot.put(item, timeout=0.2):
                 if self._stop.is_set():
-                    return
+                    return False
         else:
-            self.outbox.put(frame)
+            slot.put(item)
+        return True
 
     def _resume_after_bypass(self, engine: EngineLike) -> None:
         """The engine's temporal cache ends where the bypass began: continuing it would attend across

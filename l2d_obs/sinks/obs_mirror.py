@@ -161,9 +161,11 @@ class SceneMirror:
         return containers
 
     # --- changing OBS --------------------------------------------------------------------------
-    def reconcile(self, client: OBSClient, frame_width: int) -> int:
-        """Bring every scene in line; returns the number of twins created, changed or removed."""
-        containers = self.list_containers(client)
+    def reconcile(self, client: OBSClient, frame_width: int, containers: list[Container] | None = None) -> int:
+        """Bring every scene in line (``containers``: a listing just taken, to save reading OBS again);
+        returns the number of twins created, changed or removed."""
+        if containers is None:
+            containers = self.list_containers(client)
         changes = 0
         for plan in plan_mirror(containers, self.camera, self.twin, frame_width):
             changes += self._apply(client, plan, frame_width)

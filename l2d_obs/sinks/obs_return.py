@@ -240,7 +240,7 @@ class OBSReturnSink(Sink):
             if any(current.get(k) != v for k, v in settings.items()):
                 client.request("SetInputSettings", {"inputName": self.input_name, "inputSettings": settings, "overlay": True})
         if self.mirror is not None:
-            self._ensure_mirrored(client, exists, settings)
+            self._ensure_mirrored(client, exists, settings, containers)
         else:
             self._ensure_full_canvas(client, exists, settings)
         self.obs_connected = True
@@ -257,10 +257,11 @@ class OBSReturnSink(Sink):
                 f"--obs-scene {self.scene!r} is inside obs:{source}: the styled output would be captured again and fed "
                 "back into itself; leave out --obs-scene to replace the source where it is shown, or pick another scene")
 
-    def _ensure_mirrored(self, client: OBSClient, exists: bool, settings: dict) -> None:
+    def _ensure_mirrored(self, client: OBSClient, exists: bool, settings: dict, containers: list[Container]) -> None:
         assert self.mirror is not None
-        if not exists and not self.mirror.create_input(client, settings):
-            self.mirror.reconcile(client, self._size[0])  # says why a group showing the camera gets nothing
+        created = not exists and self.mirror.create_input(client, settings)
+        if not exists and not created:
+            self.mirror.reconcile(client, self._size[0], containers)  # says why a group showing the camera gets nothing
             if not self._said_nowhere and not self.mirror.not_placed:
                 self._said_nowhere = True
                 log.warning("no scene shows %r yet; its styled version appears wherever you add it", self.camera)
@@ -268,7 +269,8 @@ class OBSReturnSink(Sink):
         if not self._recorded:  # `l2d-obs stop` can clean up after a killed run
             record_twins(self.mirror.camera, self.input_name, self.settings.address)
             self._recorded = True
-        changes = self.mirror.reconcile(client, self._size[0])
+        # A listing from before the input was created lacks its first item: read OBS again then.
+        changes = self.mirror.reconcile(client, self._size[0], None if created else containers)
         if changes:
             log.debug("obs output: %d twin change(s); shown in %s", changes, ", ".join(self.mirror.places) or "no scene")
 
