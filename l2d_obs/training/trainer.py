@@ -28,6 +28,7 @@ from .models import TrainingModels
 from .objective import FullSchedule
 from .sizes import size_named
 from .stages import StageRunner, make_batch, step_generators
+from .stylize import AUTOENCODER_STYLES
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ class Trainer:
         assert self.runner is not None and self.optimizer is not None
         started = time.perf_counter()
         _, generator = step_generators(cfg.seed, index, self.position.stage_step)
-        styles = ("toon", "pencil") if stage.name == "vae" else (cfg.style,)
+        styles = AUTOENCODER_STYLES if stage.name == "vae" else (cfg.style,)
         batch = make_batch(cfg, stage, index, self.position.stage_step, styles)
         lr = lr_at(stage.lr, self.position.stage_step, stage.steps)
         for group in self.optimizer.param_groups:
