@@ -133,11 +133,11 @@ def _outlines(smooth: np.ndarray, scale: float) -> np.ndarray:
 # Chosen (2026-12-02) against the 4x autoencoder the shipped model decodes with: stronger chroma
 # boosts were reconstructed 2-6 dB worse (saturated colours leave its range), so colour changes
 # little and lightness carries the style.
-_TOON_CONTRAST = 2.0  # lightness contrast about mid-grey, before banding
-_TOON_BANDS = 4
-_TOON_DETAIL = 0.3  # share of the input's fine lightness detail kept on top of the bands
-_TOON_CHROMA = 1.2
-_TOON_INK = 0.6  # darkening at full line strength
+_CEL_CONTRAST = 2.0  # lightness contrast about mid-grey, before banding
+_CEL_BANDS = 4
+_CEL_DETAIL = 0.3  # share of the input's fine lightness detail kept on top of the bands
+_CEL_CHROMA = 1.2
+_CEL_INK = 0.6  # darkening at full line strength
 
 
 def _toon_cel(rgb: np.ndarray) -> np.ndarray:
@@ -146,14 +146,14 @@ def _toon_cel(rgb: np.ndarray) -> np.ndarray:
     lab_smooth = cv2.cvtColor(smooth, cv2.COLOR_RGB2LAB).astype(np.float32)
     lightness_in = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
     base = cv2.GaussianBlur(lab_smooth[..., 0], (0, 0), 1.5 * scale)
-    stretched = np.clip((base - 128.0) * _TOON_CONTRAST + 128.0, 0.0, 255.0)
-    bands = _soft_steps(stretched.astype(np.float64), 256.0 / _TOON_BANDS, 4.0).astype(np.float32)
-    lightness = bands + _TOON_DETAIL * (lightness_in - base)
-    chroma = (lab_smooth[..., 1:] - 128.0) * _TOON_CHROMA
+    stretched = np.clip((base - 128.0) * _CEL_CONTRAST + 128.0, 0.0, 255.0)
+    bands = _soft_steps(stretched.astype(np.float64), 256.0 / _CEL_BANDS, 4.0).astype(np.float32)
+    lightness = bands + _CEL_DETAIL * (lightness_in - base)
+    chroma = (lab_smooth[..., 1:] - 128.0) * _CEL_CHROMA
     chroma = _soft_steps(chroma.astype(np.float64), 16.0, 5.0, centred=True).astype(np.float32) + 128.0
     lab = np.clip(np.dstack([lightness, chroma]) + 0.5, 0, 255).astype(np.uint8)
     out = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB).astype(np.float32)
-    out *= 1.0 - _TOON_INK * _ink(rgb, scale)[..., None]
+    out *= 1.0 - _CEL_INK * _ink(rgb, scale)[..., None]
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
