@@ -9,7 +9,10 @@
 # Writes $OUT/gpu_check.json (or ./gpu_check_out/ without $OUT) after every phase, so a run cut
 # short still leaves what it measured. On a machine without CUDA it says so and exits 3.
 #
-#   bash benchmarks/gpu_check.sh            # all three configurations
+# The last configuration adds `overlap` (the next frame's encode + depth on a second CUDA stream, fed
+# the next frame as the daemon feeds it): its FPS against compiled+graphs is what the overlap buys.
+#
+#   bash benchmarks/gpu_check.sh            # all four configurations
 #   GPU_CHECK_CONFIGS=eager,compiled bash benchmarks/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +24,7 @@ if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 mkdir -p "$OUT_DIR"
 export GPU_CHECK_JSON="$OUT_DIR/gpu_check.json"
-export GPU_CHECK_CONFIGS="${GPU_CHECK_CONFIGS:-eager,compiled,compiled+graphs}"
+export GPU_CHECK_CONFIGS="${GPU_CHECK_CONFIGS:-eager,compiled,compiled+graphs,compiled+graphs+overlap}"
 export TORCHINDUCTOR_FX_GRAPH_CACHE=1  # the graphs run reuses the kernels the compiled run built
 export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-/tmp/l2d-gpu-check-inductor}"  # not under $OUT: it would come back
 exec timeout "${GPU_CHECK_TIMEOUT:-470}" "$PY" - <<'PYEOF'
@@ -56,12 +59,26 @@ ACCELS = {
     "eager": Accelerations(),
     "compiled": Accelerations(compile=True, channels_last=True),
     "compiled+graphs": Accelerations(compile=True, cuda_graphs=True, channels_last=True),
+    "compiled+graphs+overlap": Accelerations(compile=True, cuda_graphs=True, channels_last=True, overlap=True),
 }
 t0 = time.time()
 components = build_components("full", depth=True, weights_seed=0)
 report["components_build_s"] = round(time.time() - t0, 1)
 frames = pattern_frames(512, 512, 120)
 save()
+
+
+class Feed:
+    """The frames in order; with overlap on, each push also gets the next one (as the daemon does)."""
+
+    def __init__(self, engine):
+        self.engine, self.i = engine, 0
+
+    def push(self):
+        frame, self.i = frames[self.i], self.i + 1
+        upcoming = frames[self.i] if self.engine.overlaps and self.i < len(frames) else None
+        return self.engine.push(frame, upcoming=upcoming)
+
 
 for name in os.environ["GPU_CHECK_CONFIGS"].split(","):
     accel = ACCELS[name]
@@ -77,16 +94,16 @@ for name in os.environ["GPU_CHECK_CONFIGS"].split(","):
     graphs_at_warmup = counters["stats"]["unique_graphs"]
     run["graphs_at_warmup"] = graphs_at_warmup
     save()
-    stream = iter(frames)
+    feed = Feed(engine)
     with torch.no_grad():
         for _ in range(cfg.warmup + 10):  # warmup, pipeline fill, the recent ring filling
-            engine.push(next(stream))
+            feed.push()
         torch.cuda.synchronize()
         cache_addresses = engine.cache.data_ptrs()
         times = []
         for _ in range(30):
             t = time.perf_counter()
-            out = engine.push(next(stream))  # returns the finished frame on the host: waits for it
+            out = feed.push()  # returns the finished frame on the host: waits for it
             times.append(time.perf_counter() - t)
         times.sort()
         ms = 1000 * times[len(times) // 2]
@@ -98,7 +115,7 @@ for name in os.environ["GPU_CHECK_CONFIGS"].split(","):
             torch.cuda.set_sync_debug_mode("warn")
             try:
                 for _ in range(20):
-                    engine.push(next(stream))
+                    feed.push()
             finally:
                 torch.cuda.set_sync_debug_mode(0)
         syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message).lower()]
@@ -110,7 +127,7 @@ for name in os.environ["GPU_CHECK_CONFIGS"].split(","):
 
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for _ in range(5):
-                engine.push(next(stream))
+                feed.push()
             torch.cuda.synchronize()
         events = prof.events()
         kernels = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)

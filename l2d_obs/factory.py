@@ -37,13 +37,13 @@ def build_components(profile: "Profile", device: "torch.device | str" = "cpu", d
 
 def build_engine(profile: "Profile", device: str | None = None, dtype: str | None = None,
                  progress: ProgressFn = no_progress, *, compile: bool | None = None, cuda_graphs: bool | None = None,
-                 channels_last: bool | None = None, backend: str | None = None,
+                 channels_last: bool | None = None, backend: str | None = None, overlap: bool | None = None,
                  accel: "Accelerations | None" = None, **overrides) -> "StreamEngine":
     """A ready StreamEngine for ``profile`` (overrides: any EngineSettings field, e.g. pipelined=False).
 
     Device and precision: command line, then the profile's [engine] table, then the best the machine has.
-    Speed options: ``accel`` as given, or resolved from ``compile``/``cuda_graphs``/``channels_last``
-    (None: not given) over the profile's [engine] table over the device's defaults (on with CUDA)."""
+    Speed options: ``accel`` as given, or resolved from ``compile``/``cuda_graphs``/``channels_last``/
+    ``overlap`` (None: not given) over the profile's [engine] table over the device's defaults (on with CUDA)."""
     from .engine.factory import (
         engine_from_components, resolve_accelerations, resolve_device_and_dtype, warn_if_slow_precision,
     )
@@ -51,6 +51,6 @@ def build_engine(profile: "Profile", device: str | None = None, dtype: str | Non
     dev, dt = resolve_device_and_dtype(profile, device, dtype)
     warn_if_slow_precision(dev, dt)
     if accel is None:
-        accel = resolve_accelerations(profile, dev, compile, cuda_graphs, channels_last, backend)
+        accel = resolve_accelerations(profile, dev, compile, cuda_graphs, channels_last, backend, overlap)
     components = build_components(profile, dev, dt, progress=progress)
     return engine_from_components(profile, components, dev, dt, accel, progress, **overrides)

@@ -49,6 +49,11 @@ class LatestSlot(Generic[T]):
                 return CLOSED
             return item
 
+    def peek(self) -> T | None:
+        """The item waiting now, left in place (None if none); a newer one may replace it before ``get``."""
+        with self._cond:
+            return self._item
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -84,6 +89,11 @@ class BoundedQueue(Generic[T]):
                 self._cond.notify_all()
                 return item
             return CLOSED if self._closed else None
+
+    def peek(self) -> T | None:
+        """The next item ``get`` returns, left in place (None if none is waiting)."""
+        with self._cond:
+            return self._items[0] if self._items else None
 
     def close(self) -> None:
         with self._cond:

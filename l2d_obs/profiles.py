@@ -125,6 +125,7 @@ class EngineSpec:
     compile: bool | None = setting(None, help="torch.compile the stream-batch UNet (every variant warmed at start)")
     cuda_graphs: bool | None = setting(None, help="torch.compile's reduce-overhead mode (needs compile and CUDA)")
     channels_last: bool | None = setting(None, help="channels-last memory format for the UNet and the VAE")
+    overlap: bool | None = setting(None, help="encode the next frame on a second CUDA stream while the UNet runs")
     # Similarity filter: a camera frame nearly equal to the last one pushed is not run through the model;
     # the last output is repeated (at most max_skips times in a row). A skipped frame never touches the cache.
     similarity_filter: bool = setting(False, help="repeat the last output for a nearly unchanged camera frame")

@@ -25,11 +25,12 @@ class Accelerations:
     channels_last: bool = False
     compile: bool = False  # torch.compile the UNet
     cuda_graphs: bool = False  # torch.compile mode "reduce-overhead" (CUDA graphs)
+    overlap: bool = False  # the next frame's encode on a second CUDA stream (the daemon part uses it)
 
     @classmethod
     def defaults_for(cls, device_type: str) -> "Accelerations":
         if device_type == "cuda":
-            return cls(sdpa=True, channels_last=True, compile=True, cuda_graphs=True)
+            return cls(sdpa=True, channels_last=True, compile=True, cuda_graphs=True, overlap=True)
         return cls()
 
 
@@ -70,8 +71,8 @@ class BenchConfig:
         if not 1 <= self.warmup < self.window:
             raise ValueError(f"need 1 <= warmup < window, got warmup={self.warmup} window={self.window}")
         a = self.accel
-        if not self.device.startswith("cuda") and (a.compile or a.cuda_graphs or a.channels_last):
-            raise ValueError("--compile, --cuda-graphs and --channels-last are GPU options; use them with --device cuda")
+        if not self.device.startswith("cuda") and (a.compile or a.cuda_graphs or a.channels_last or a.overlap):
+            raise ValueError("--compile, --cuda-graphs, --channels-last and --overlap are GPU options; use them with --device cuda")
 
     @property
     def t_index_list(self) -> tuple[int, ...]:

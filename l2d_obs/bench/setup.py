@@ -57,7 +57,7 @@ def _use_classic_attention(unet: torch.nn.Module) -> None:
 def engine_accelerations(accel: Accelerations, device: torch.device) -> EngineAccelerations:
     """The bench's switches as the engine's options, resolved by the same function as ``start``."""
     return EngineAccelerations.resolve(device, None, compile=accel.compile, cuda_graphs=accel.cuda_graphs,
-                                       channels_last=accel.channels_last)
+                                       channels_last=accel.channels_last, overlap=accel.overlap)
 
 
 def bench_settings(cfg: BenchConfig) -> EngineSettings:

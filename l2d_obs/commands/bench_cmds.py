@@ -39,6 +39,7 @@ def bench(
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="channels-last memory format (default: on with CUDA).")] = None,
     compile_unet: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the UNets (default: on with CUDA).")] = None,
     cuda_graphs: Annotated[Optional[bool], typer.Option("--cuda-graphs/--no-cuda-graphs", help="CUDA graphs via torch.compile's reduce-overhead mode (default: on with CUDA).")] = None,
+    overlap: Annotated[Optional[bool], typer.Option("--overlap/--no-overlap", help="Encode the next frame on a second CUDA stream while the UNet runs (default: on with CUDA).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", help="Also write the JSON report to this file.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars with ETA on stderr.")] = True,
 ) -> None:
@@ -56,6 +57,7 @@ def bench(
         channels_last=auto.channels_last if channels_last is None else channels_last,
         compile=auto.compile if compile_unet is None else compile_unet,
         cuda_graphs=auto.cuda_graphs if cuda_graphs is None else cuda_graphs,
+        overlap=auto.overlap if overlap is None else overlap,
     )
     default_resolution = {"tiny": 64, "small": 64, "full": 512}
     try:

@@ -60,6 +60,7 @@ def start(
     compile_unet: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the stream-batch UNet; every variant is compiled at start (default: on with CUDA; profile [engine] compile).")] = None,
     cuda_graphs: Annotated[Optional[bool], typer.Option("--cuda-graphs/--no-cuda-graphs", help="CUDA graphs (torch.compile reduce-overhead; needs --compile and CUDA; default: on with CUDA).")] = None,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="channels-last memory format for UNet and VAE (default: on with CUDA).")] = None,
+    overlap: Annotated[Optional[bool], typer.Option("--overlap/--no-overlap", help="Encode the next camera frame on a second CUDA stream while the UNet runs (default: on with CUDA).")] = None,
     obs_events: Annotated[Optional[bool], typer.Option("--obs-events/--no-obs-events", help="Switch styles on OBS events ([switching] in the config file, custom events). Default: on when OBS is a source or output, or rules are configured.")] = None,
 ) -> None:
     """Start styling: capture, run the engine, publish. Ctrl+C stops it."""
@@ -77,7 +78,8 @@ def start(
         daemon = _build_daemon(settings, profile, source, output, frames, size, fps, wait, device, dtype, obs_scene,
                                obs_input, obs_return_port, camera_size, camera_fps, camera_fourcc, loop, pace,
                                vcam_backend, preload, threads, obs_events,
-                               dict(compile=compile_unet, cuda_graphs=cuda_graphs, channels_last=channels_last))
+                               dict(compile=compile_unet, cuda_graphs=cuda_graphs, channels_last=channels_last,
+                                    overlap=overlap))
 
         def on_signal(signum: int, _frame: object) -> None:
             received.append(signum)

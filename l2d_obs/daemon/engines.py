@@ -52,13 +52,20 @@ class EngineLike(BuiltEngine, Protocol):
         as captured (any size). Returns frames to publish at once (may be empty)."""
         ...
 
+    @property
+    def overlaps(self) -> bool:
+        """Whether ``push`` should also get the next frame when it is already waiting."""
+        ...
+
+    def push(self, frame: Frame, upcoming: Frame | None = None) -> list[Frame]: ...
+
 
 EngineFactory = Callable[[Profile], BuiltEngine]
 
 
 def default_engine_factory(device: str | None = None, dtype: str | None = None,
                            progress: ProgressFn | None = None, accel_options: dict | None = None) -> EngineFactory:
-    """``accel_options``: the command line's compile / cuda_graphs / channels_last (None: the profile's
+    """``accel_options``: the command line's compile / cuda_graphs / channels_last / overlap (None: the profile's
     [engine] table, else the device's default)."""
     options = {k: v for k, v in (accel_options or {}).items() if v is not None}
     if progress is not None:
@@ -85,7 +92,14 @@ class _Delegating:
     def height(self) -> int:
         return self.inner.height
 
-    def push(self, frame: Frame) -> list[Frame]:
+    @property
+    def overlaps(self) -> bool:
+        """Whether the daemon should hand ``push`` the next frame too (engine option ``overlap``)."""
+        return bool(getattr(self.inner, "overlaps", False))
+
+    def push(self, frame: Frame, upcoming: Frame | None = None) -> list[Frame]:
+        if upcoming is not None and self.overlaps:
+            return self.inner.push(frame, upcoming=upcoming)
         return self.inner.push(frame)
 
     def flush(self) -> list[Frame]:

@@ -142,11 +142,23 @@ class Stages:
                 continue
             frame = self._engine_input(item, engine)
             t0 = time.perf_counter()
-            outputs = engine.push(frame)
+            upcoming = self._upcoming(engine)
+            outputs = engine.push(frame, upcoming) if upcoming is not None else engine.push(frame)
             self.stats.engine_pushed((time.perf_counter() - t0) * 1000)
             for out in outputs:
                 self._deliver(out)
         self.outbox.close()
+
+    def _upcoming(self, engine: EngineLike) -> Frame | None:
+        """The next camera frame when it is already waiting (fitted at capture, the object its own push
+        will get), for an engine that encodes it beside the current UNet work (``overlap``)."""
+        if not getattr(engine, "overlaps", False) or self.bypass.is_set():
+            return None
+        waiting = self.inbox.peek()
+        fitted = getattr(waiting, "fitted", None)
+        if fitted is None or (fitted.width, fitted.height) != (engine.width, engine.height):
+            return None
+        return fitted
 
     @staticmethod
     def _engine_input(item: CameraFrame, engine: EngineLike) -> Frame:

@@ -1,4 +1,5 @@
-"""The engine's speed options (channels-last, ``torch.compile``, CUDA graphs), applied in one place.
+"""The engine's speed options (channels-last, ``torch.compile``, CUDA graphs, a second stream for the
+next frame's encode), applied in one place.
 
 ``build_engine`` resolves them (command line over the profile's ``[engine]`` table over the device's
 defaults: on with CUDA, off elsewhere) and the engine applies them whenever a style is installed, so
@@ -27,7 +28,7 @@ from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-FLAGS = ("compile", "cuda_graphs", "channels_last")
+FLAGS = ("compile", "cuda_graphs", "channels_last", "overlap")
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,13 @@ class Accelerations:
     compile: bool = False
     cuda_graphs: bool = False  # torch.compile mode "reduce-overhead" (needs compile and CUDA)
     channels_last: bool = False
+    overlap: bool = False  # the next frame's encode + depth on a second CUDA stream (engine/prefetch.py)
     backend: str = "inductor"
 
     @classmethod
     def defaults_for(cls, device: torch.device | str) -> "Accelerations":
         on = torch.device(device).type == "cuda"
-        return cls(compile=on, cuda_graphs=on, channels_last=on)
+        return cls(compile=on, cuda_graphs=on, channels_last=on, overlap=on)
 
     @classmethod
     def resolve(cls, device: torch.device | str, spec=None, **overrides: bool | str | None) -> "Accelerations":
@@ -61,6 +63,9 @@ class Accelerations:
             raise TypeError(f"unknown acceleration options {sorted(unknown)}")
         if accel.cuda_graphs and device.type != "cuda":
             raise ConfigError(f"cuda_graphs needs a CUDA device, the engine runs on {device}; turn cuda_graphs off")
+        if accel.overlap and device.type != "cuda":
+            raise ConfigError(f"overlap runs the next frame's encode on a second CUDA stream; the engine runs on {device}: "
+                              "turn overlap off")
         if accel.cuda_graphs and not accel.compile:
             raise ConfigError("cuda_graphs is torch.compile's reduce-overhead mode: it needs compile on")
         return accel

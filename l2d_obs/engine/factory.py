@@ -50,10 +50,11 @@ def resolve_device_and_dtype(profile, device: str | None = None, dtype: str | No
 
 
 def resolve_accelerations(profile, device: torch.device, compile: bool | None = None, cuda_graphs: bool | None = None,
-                          channels_last: bool | None = None, backend: str | None = None) -> Accelerations:
+                          channels_last: bool | None = None, backend: str | None = None,
+                          overlap: bool | None = None) -> Accelerations:
     """Command line (None: not given) over the profile's [engine] table over the device's defaults."""
     return Accelerations.resolve(device, profile.engine, compile=compile, cuda_graphs=cuda_graphs,
-                                 channels_last=channels_last, backend=backend)
+                                 channels_last=channels_last, backend=backend, overlap=overlap)
 
 
 def engine_from_components(profile, components: Live2DiffComponents, device: torch.device, dtype: torch.dtype,

@@ -28,6 +28,7 @@ from .accel import Accelerations, apply_channels_last, compile_stream_unet, stre
 from .components import Live2DiffComponents
 from .denoiser import LatentJob, LCMSchedule, StreamBatchDenoiser, UNetCall
 from .kvcache import StreamKVCache
+from .prefetch import EncodedFrame, Prefetched, SideStream
 from .depth import depth_to_vae_input
 from .temporal import patch_motion_modules
 from .transfer import Uploader
@@ -192,6 +193,8 @@ class StreamEngine:
         self.dtype = dtype
         self.accel = accel or Accelerations()
         self._upload = Uploader(self.device)
+        self._side = SideStream(self.device)
+        self._prefetched: Prefetched | None = None  # the next frame's encode, started during the last push
         self._progress = progress  # reports compilation at build; a style switch re-warms silently
         self._conv_in_residual: list = [None]
         self._hook = None
@@ -208,6 +211,9 @@ class StreamEngine:
         self.device, self.dtype = style.device, style.dtype  # a style may run elsewhere (its [engine] table)
         if self._upload.device != self.device:
             self._upload = Uploader(self.device)
+        if self._side.device != self.device:
+            self._side = SideStream(self.device)
+        self._prefetched = None  # encoded by the old style's VAE and depth parts
         self.settings = style.settings
         self.components = c
         self.use_depth = c.depth_encoder is not None and c.depth_estimator is not None
@@ -324,6 +330,12 @@ class StreamEngine:
         return self.cache.cursor(0).warmup_len == 0
 
     @property
+    def overlaps(self) -> bool:
+        """Whether a caller should pass ``upcoming`` to ``push`` (the ``overlap`` option: the next
+        frame's encode runs on a second CUDA stream while this frame's UNet runs)."""
+        return self.accel.overlap
+
+    @property
     def latency_frames(self) -> int:
         """Frames an output lags its input once streaming (T-1 in the stream batch)."""
         return self.settings.steps - 1 if self.settings.pipelined else 0
@@ -371,20 +383,42 @@ class StreamEngine:
             self._fixed_noise = noise
         return noise
 
-    def make_job(self, frame: Frame) -> LatentJob:
-        """Encode a frame (latent, depth residual, noise) into a job for the denoiser."""
+    def _check_size(self, frame: Frame) -> None:
         if frame.pixels.shape[:2] != (self.height, self.width):
             raise FrameSizeError(
                 f"frame is {frame.width}x{frame.height} but the engine runs at {self.width}x{self.height}; "
                 "fit frames to the profile's resolution first (l2d_obs.imageops.fit)"
             )
+
+    def _encode_frame(self, frame: Frame) -> EncodedFrame:
         image01 = self._to_tensor(frame.pixels)
-        latent = self._encode(image01)
+        return EncodedFrame(latent=self._encode(image01), cond=self._depth_residual(image01))
+
+    def _prefetch(self, frame: Frame | None) -> None:
+        """Start encoding ``frame`` (the one expected next) on the side stream; a frame of the wrong
+        size is left for its own push to reject."""
+        if frame is None or frame.pixels.shape[:2] != (self.height, self.width):
+            return
+        with torch.no_grad():
+            self._prefetched = self._side.start(frame.pixels, lambda: self._encode_frame(frame))
+
+    def _encoded(self, frame: Frame) -> EncodedFrame:
+        """The frame's encode: the prefetched one when it was started for these very pixels."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None and prefetched.pixels is frame.pixels:
+            return self._side.join(prefetched)
+        return self._encode_frame(frame)
+
+    def make_job(self, frame: Frame) -> LatentJob:
+        """Encode a frame (latent, depth residual, noise) into a job for the denoiser. The noise is
+        numbered here, at push time, so a prefetched frame that is never pushed shifts nothing."""
+        self._check_size(frame)
+        encoded = self._encoded(frame)
         job = LatentJob(
             index=frame.index,
-            latent=latent,
-            noise=self._noise_for(self._next_number, latent),
-            cond=self._depth_residual(image01),
+            latent=encoded.latent,
+            noise=self._noise_for(self._next_number, encoded.latent),
+            cond=encoded.cond,
             payload=frame,
         )
         self._next_number += 1
@@ -417,13 +451,18 @@ class StreamEngine:
         self.stats.skipped += 1
         return [frame.with_pixels(self._last_output.pixels)]
 
-    def push(self, frame: Frame) -> list[Frame]:
-        """Feed one input frame; returns the frames that finished (in input order)."""
+    def push(self, frame: Frame, upcoming: Frame | None = None) -> list[Frame]:
+        """Feed one input frame; returns the frames that finished (in input order).
+
+        ``upcoming``: the frame the caller will push next, when it already has it. Its encode starts
+        once this frame's UNet work is enqueued (on a second CUDA stream with ``overlap``), and the
+        next push of that same frame object uses it. Outputs are the same with or without it."""
         skipped = self._skip_similar(frame)
         if skipped is not None:
+            self._prefetched = None  # nothing runs now to overlap with; the next push encodes itself
             return skipped
         warming = self.warming_up
-        outputs = self._push(frame)
+        outputs = self._push(frame, upcoming)
         if self.settings.similarity_filter:
             self._last_pushed, self._skips = frame.pixels, 0
             if outputs and not warming:
@@ -432,7 +471,7 @@ class StreamEngine:
                 self._last_output = outputs[-1]
         return outputs
 
-    def _push(self, frame: Frame) -> list[Frame]:
+    def _push(self, frame: Frame, upcoming: Frame | None = None) -> list[Frame]:
         started = time.perf_counter()
         job = self.make_job(frame)  # validates the frame before anything is counted or kept
         self.stats.frames_in += 1
@@ -440,17 +479,20 @@ class StreamEngine:
         if self.warming_up:
             self._warmup_jobs.append(job)
             if len(self._warmup_jobs) < self.settings.warmup:
+                self._prefetch(upcoming)
                 return []
             jobs, self._warmup_jobs = self._warmup_jobs, []
-            outputs = [self._finish(j) for j in self.denoiser.warmup(jobs)]
+            warmed = self.denoiser.warmup(jobs)
+            self._prefetch(upcoming)
+            outputs = [self._finish(j) for j in warmed]
             self.stats.warmup_ms = (time.perf_counter() - started) * 1000
             self.stats.cache_bytes = self.cache.nbytes()
             return outputs
-        if self.settings.pipelined:
-            finished = self.denoiser.push(job)
-            outputs = [] if finished is None else [self._finish(finished)]
-        else:
-            outputs = [self._finish(self.denoiser.run_sequential(job))]
+        # The UNet work is enqueued first, then the next frame's encode (beside it on a GPU), and only
+        # then does the host wait: for this frame's download.
+        finished = self.denoiser.push(job) if self.settings.pipelined else self.denoiser.run_sequential(job)
+        self._prefetch(upcoming)
+        outputs = [] if finished is None else [self._finish(finished)]
         self._record(started)
         return outputs
 
@@ -469,6 +511,7 @@ class StreamEngine:
         """Drop every frame in flight and the KV cache; the next frame starts a new warmup."""
         self.denoiser.reset()
         self._warmup_jobs = []
+        self._prefetched = None
         self._next_number = 0
         self.recent_inputs.clear()
         self._forget_similar()
