@@ -38,3 +38,17 @@ def test_bounded_queue_blocks_instead_of_dropping():
     q.close()
     assert [q.get(0.01), q.get(0.01), q.get(0.01)] == [2, 3, CLOSED]
     assert q.dropped == 0
+
+
+def test_peek_shows_the_waiting_item_without_taking_it():
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.peek() is None
+    slot.put(1)
+    assert slot.peek() == 1 and len(slot) == 1
+    slot.put(2)  # a newer frame replaces the one peeked at
+    assert slot.peek() == 2 and slot.get(0.01) == 2 and slot.peek() is None
+    queue: BoundedQueue[int] = BoundedQueue(2)
+    assert queue.peek() is None
+    queue.put(1)
+    queue.put(2)
+    assert queue.peek() == 1 and queue.get(0.01) == 1 and queue.peek() == 2
