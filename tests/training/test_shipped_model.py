@@ -59,11 +59,15 @@ def render(profile: str, frames: np.ndarray, tmp: Path, name: str) -> list[np.nd
 
 # Regression floors for what the shipped models measured (docs/model-card.md), below the measured
 # figures by a margin for other CPUs' float rounding. They are NOT the trained-default issue's targets
-# (edge correlation >= 0.6 on every clip, +2 dB to the target): the models do not reach those yet.
+# (edge correlation >= 0.6 on every clip, +2 dB to the target): toon keeps the structure on every clip
+# now, but gains only +0.45 dB on the textured wall (scene-1); pencil keeps too little there.
+# The target each shipped profile was trained to (stylize.py): toon is the cel-shaded toon since 2026-12-02.
+STYLE_OF = {"toon": "toon-cel", "pencil": "pencil"}
+
 FLOORS = {
     # profile: (mean edge correlation, worst clip's edge correlation, mean dB gained towards the target, worst clip's)
-    "toon": (0.57, 0.38, 1.3, 1.2),  # measured 0.620 / 0.429, +1.59 / +1.46 dB (2026-12-02)
-    "pencil": (0.60, 0.38, 4.0, 3.5),  # measured 0.660 / 0.427, +4.63 / +4.03 dB
+    "toon": (0.76, 0.63, 1.8, 0.3),  # measured 0.799 / 0.672, +1.99 / +0.45 dB (toon-cel, 2026-12-02)
+    "pencil": (0.76, 0.60, 5.5, 5.0),  # measured 0.791 / 0.633, +5.92 / +5.51 dB (on the toon-cel base)
 }
 
 
@@ -74,7 +78,7 @@ def test_style_applied_and_structure_kept_on_unseen_clips(profile, tmp_path):
     edges_all, gains = [], []
     for name, frames in heldout_clips().items():
         outputs = render(profile, frames, tmp_path, name)
-        targets = [stylize(profile, f) for f in frames]
+        targets = [stylize(STYLE_OF[profile], f) for f in frames]
         edges = mean_edge_correlation(outputs, list(frames))
         to_target = mean_psnr(outputs, targets)
         input_to_target = mean_psnr(list(frames), targets)
