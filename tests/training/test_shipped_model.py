@@ -108,8 +108,9 @@ def test_no_flicker_on_a_still_camera(tmp_path):
 def test_streaming_is_steadier_than_per_frame(camera_noise, tmp_path):
     """Warp error of toon's streaming output (Live2Diff attention) below the same weights run frame by
     frame, on every moving held-out clip, clean and with a webcam's per-frame sensor noise (the flow
-    is the clean clip's). Measured 2026-12-02: 0.983-0.992x clean, 0.983-0.992x noisy - a real but
-    small gain (the paper's is larger; this model's motion modules trained for 350 steps on a CPU)."""
+    is the clean clip's). Measured 2026-12-02 (toon-cel): 0.988-0.999x clean, 0.992-0.9997x noisy - a
+    real but small gain, nil on coffee (the paper's is larger; these motion modules trained for 470
+    steps on a CPU)."""
     from l2d_obs.factory import build_engine
     from l2d_obs.evaluation.variants import run_variant
     from l2d_obs.profiles import load_profile
