@@ -98,9 +98,8 @@ class _Delegating:
         return bool(getattr(self.inner, "overlaps", False))
 
     def push(self, frame: Frame, upcoming: Frame | None = None) -> list[Frame]:
-        if upcoming is not None and self.overlaps:
-            return self.inner.push(frame, upcoming=upcoming)
-        return self.inner.push(frame)
+        # Only an engine that overlaps is handed ``upcoming`` (the daemon asks ``overlaps`` first).
+        return self.inner.push(frame) if upcoming is None else self.inner.push(frame, upcoming=upcoming)
 
     def flush(self) -> list[Frame]:
         return self.inner.flush()

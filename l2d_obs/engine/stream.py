@@ -383,8 +383,11 @@ class StreamEngine:
             self._fixed_noise = noise
         return noise
 
+    def _fits(self, frame: Frame) -> bool:
+        return frame.pixels.shape[:2] == (self.height, self.width)
+
     def _check_size(self, frame: Frame) -> None:
-        if frame.pixels.shape[:2] != (self.height, self.width):
+        if not self._fits(frame):
             raise FrameSizeError(
                 f"frame is {frame.width}x{frame.height} but the engine runs at {self.width}x{self.height}; "
                 "fit frames to the profile's resolution first (l2d_obs.imageops.fit)"
@@ -397,7 +400,7 @@ class StreamEngine:
     def _prefetch(self, frame: Frame | None) -> None:
         """Start encoding ``frame`` (the one expected next) on the side stream; a frame of the wrong
         size is left for its own push to reject."""
-        if frame is None or frame.pixels.shape[:2] != (self.height, self.width):
+        if frame is None or not self._fits(frame):
             return
         with torch.no_grad():
             self._prefetched = self._side.start(frame.pixels, lambda: self._encode_frame(frame))
