@@ -259,7 +259,7 @@ def test_styles_keep_structure_and_change_the_picture(one_thread: None) -> None:
     assert toon_psnr < 22.0
     assert pencil_corr >= 0.6
     assert pencil_psnr < 16.0
-    cel_corr, cel_psnr = figures["toon-cel"]  # the structure-keeping experiment keeps more edges than toon
+    cel_corr, cel_psnr = figures["toon-cel"]  # the shipped toon's cel look keeps more edges than the flat toon
     assert cel_corr >= 0.8 and cel_corr > toon_corr
     assert cel_psnr < 22.0
     start = time.perf_counter()
