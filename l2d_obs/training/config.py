@@ -4,7 +4,8 @@
     [data]      frame_size, crop, clip_length, warmup, kinds
     [schedule]  t_index_list, num_inference_steps, t_jitter (the engine's few-step LCM timesteps)
     [checkpoint] every
-    [[stages]]  name, steps, lr, batch (+ rank for "lora", pixel_loss for the denoising stages)
+    [[stages]]  name, steps, lr, batch (+ rank for "lora", pixel_loss for the denoising stages,
+                anchor for a "vae" stage on top of run.init)
 
 Stages run in order; see ``stages.py`` for what each one trains.
 """
@@ -34,6 +35,9 @@ class StageConfig:
     batch: int = 1
     rank: int = 16  # LoRA rank ("lora" stage only)
     pixel_loss: float = 0.0  # weight of an L1 loss on decoded pixels of the final step (denoising stages)
+    # "vae" stage on top of run.init: weight of an MSE holding the encoder's latents to the init model's,
+    # so a retrained autoencoder keeps the latent space its UNet was trained in
+    anchor: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class TrainConfig:
         data.pop("checkpoint_every")  # how often to save does not change what is trained
         if not data["sensor_noise"]:
             data.pop("sensor_noise")  # added later: runs without it keep the fingerprints they had
+        for stage in data["stages"]:
+            if not stage["anchor"]:
+                stage.pop("anchor")  # likewise
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -80,7 +87,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "checkpoint": {"every": int},
 }
 _STAGE_KEYS: dict[str, type | tuple[type, ...]] = {
-    "name": str, "steps": int, "lr": (int, float), "batch": int, "rank": int, "pixel_loss": (int, float),
+    "name": str, "steps": int, "lr": (int, float), "batch": int, "rank": int, "pixel_loss": (int, float), "anchor": (int, float),
 }  # fmt: skip
 
 
@@ -124,7 +131,12 @@ def parse_train_config(data: dict[str, Any], path: Path) -> TrainConfig:
             raise ConfigError(f"{path}: stages[{i}].name must be one of {', '.join(STAGE_NAMES)}, got {table['name']!r}")
         if table["steps"] < 1 or table.get("batch", 1) < 1 or table.get("rank", 16) < 1 or not table["lr"] > 0:
             raise ConfigError(f"{path}: stages[{i}]: steps, batch and rank must be >= 1 and lr > 0")
-        stages.append(StageConfig(**{**table, "lr": float(table["lr"]), "pixel_loss": float(table.get("pixel_loss", 0.0))}))
+        if table.get("anchor", 0) and (table["name"] != "vae" or "init" not in run):
+            raise ConfigError(f"{path}: stages[{i}].anchor holds a retrained autoencoder to run.init's: only for a 'vae' stage with run.init set")
+        if table.get("anchor", 0) < 0:
+            raise ConfigError(f"{path}: stages[{i}].anchor must be >= 0")
+        stages.append(StageConfig(**{**table, "lr": float(table["lr"]), "pixel_loss": float(table.get("pixel_loss", 0.0)),
+                                     "anchor": float(table.get("anchor", 0.0))}))  # fmt: skip
     if any(s.name == "lora" for s in stages) and "init" not in run:
         raise ConfigError(f"{path}: a 'lora' stage trains on top of a model: set run.init to that run's output folder")
     kinds = tuple(d.get("kinds", CLIP_KINDS))

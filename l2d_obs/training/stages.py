@@ -1,6 +1,7 @@
 """What each training stage trains and how its loss is computed (paper Sec. 3.2 and 3.5).
 
-    vae              the autoencoder (TAESD's architecture) on input frames and every style's targets
+    vae              the autoencoder (TAESD's architecture) on input frames and every style's targets;
+                     with ``anchor`` on top of run.init, held to the init's latent space
     depth_estimator  the DPT depth estimator on procedural scenes whose depth is known
     image            the image UNet: one frame -> its stylisation through the engine's LCM steps
     motion           stage 1: motion modules only, on clips under the warmup attention mask,
@@ -113,8 +114,10 @@ def _crop(x: torch.Tensor, crop: tuple[int, int], size: int) -> torch.Tensor:
 class StageRunner:
     """Loss computation for one stage; ``trainable`` says which parameters it optimises."""
 
-    def __init__(self, models: TrainingModels, config: TrainConfig, stage: StageConfig, schedule: FullSchedule) -> None:
+    def __init__(self, models: TrainingModels, config: TrainConfig, stage: StageConfig, schedule: FullSchedule,
+                 anchor_vae: torch.nn.Module | None = None) -> None:  # fmt: skip
         self.models = models
+        self.anchor_vae = anchor_vae  # the init model's autoencoder, frozen (an anchored "vae" stage)
         self.config = config
         self.stage = stage
         self.schedule = schedule
@@ -159,6 +162,16 @@ class StageRunner:
         latents = vae.encode(images).latents
         recon = vae.decode(latents).sample
         l1 = F.l1_loss(recon, images)
+        if self.stage.anchor > 0:
+            # Retraining a trained autoencoder: the UNet reads and writes its latents, so they stay where
+            # they were (the scale too, so no regulariser), while the reconstruction gets better.
+            assert self.anchor_vae is not None
+            with torch.no_grad():
+                reference = self.anchor_vae.encode(images).latents
+            mse = F.mse_loss(recon, images)
+            drift = F.mse_loss(latents, reference)
+            loss = l1 + mse + self.stage.anchor * drift
+            return loss, {"l1": float(l1.detach()), "mse": float(mse.detach()), "latent_drift": float(drift.detach())}
         reg = latent_regulariser(latents)
         return l1 + 0.1 * reg, {"l1": float(l1.detach()), "latent_reg": float(reg.detach())}
 

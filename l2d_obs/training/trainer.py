@@ -11,6 +11,7 @@ Output folder:
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -91,6 +92,7 @@ class Trainer:
         self.models: TrainingModels | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.runner: StageRunner | None = None
+        self.anchor_vae: torch.nn.Module | None = None
         self._opt_stage = -1
 
     # -- setup -----------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ class Trainer:
             m.inflate(window=cfg.clip_length, warmup=cfg.warmup, steps=len(cfg.t_index_list), seed=cfg.seed)
         if stage.name == "lora":
             m.add_lora(stage.rank, seed=cfg.seed + index)
-        self.runner = StageRunner(m, cfg, stage, self.schedule)
+        self.runner = StageRunner(m, cfg, stage, self.schedule, anchor_vae=self.anchor_vae)
         params = self.runner.trainable()
         if not params:
             raise ConfigError(f"stage '{stage.name}' has nothing to train in this model")
@@ -147,6 +149,9 @@ class Trainer:
             )
         self.schedule = self._scheduler_table()
         self.models = self._initial_models()
+        # Taken before any checkpoint is loaded, so a resumed run anchors to the same init weights.
+        if any(s.anchor > 0 for s in self.config.stages):
+            self.anchor_vae = copy.deepcopy(self.models.vae).eval().requires_grad_(False)
         if resume:
             if existing is None:
                 raise ConfigError(f"--resume: no checkpoint in {self.output / 'checkpoints'}; start without --resume")
@@ -265,7 +270,8 @@ class Trainer:
         assert self.runner is not None and self.optimizer is not None
         started = time.perf_counter()
         _, generator = step_generators(cfg.seed, index, self.position.stage_step)
-        styles = AUTOENCODER_STYLES if stage.name == "vae" else (cfg.style,)
+        # the autoencoder learns the run's own style too (the shipped toon.toml's style is among them)
+        styles = tuple(dict.fromkeys((*AUTOENCODER_STYLES, cfg.style))) if stage.name == "vae" else (cfg.style,)
         batch = make_batch(cfg, stage, index, self.position.stage_step, styles)
         lr = lr_at(stage.lr, self.position.stage_step, stage.steps)
         for group in self.optimizer.param_groups:
