@@ -5,8 +5,9 @@ on the survey scenes.
     python3 scripts/autoencoder_colour.py [--profile toon] [--scenes 10] [--json out.json]
 
 Per latent channel: its spread across pictures and its correlation with luminance and the three
-opponent-colour axes of the picture (red-green, green-magenta, blue-yellow) at the latent's scale. A
-channel per axis the pictures vary in is what a healthy autoencoder has. Then, per survey scene
+opponent-colour axes of the picture (red-green, green-magenta, blue-yellow) at the latent's scale; and,
+since an axis may be spread over several channels, how much of each axis a linear map of all the
+channels recovers (R^2). Every axis the pictures vary in near 1 is what a healthy autoencoder has. Then, per survey scene
 (``procedural_scene`` with seeds (HELDOUT_SEED, k), k = 2, 3, ...: never seen in training), the
 round trip's PSNR and its mean error in the green channel on green pixels (negative: greens come
 back grey, blue or brown).
@@ -64,6 +65,15 @@ def main() -> int:
         channels.append({"channel": c, "spread": round(spread, 4), "correlation": corr})
         print(f"latent {c}: spread {spread:.4f}  " + "  ".join(f"{k} {v:+.2f}" for k, v in corr.items()))
 
+    # Least squares from all channels (plus a constant) to each axis: how much of it the latents carry.
+    design = torch.cat([latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1]), torch.ones(latents[:, :1].numel(), 1)], 1)
+    recovered = {}
+    for name, axis in axes.items():
+        target = axis.reshape(-1, 1)
+        fit = design @ torch.linalg.lstsq(design, target).solution
+        recovered[name] = round(1 - float((fit - target).pow(2).mean() / target.var()), 3)
+    print("linear fit from all channels, R^2: " + "  ".join(f"{k} {v:.3f}" for k, v in recovered.items()))
+
     scenes = []
     for k in range(2, 2 + args.scenes):
         frame = procedural_scene(np.random.default_rng([HELDOUT_SEED, k]), (128, 128), 1).frames
@@ -79,7 +89,7 @@ def main() -> int:
         said = "no green pixels" if error is None else f"G on its green pixels ({share:.0%}) off by {error:+.1f} levels"
         print(f"scene k={k:2d}: round trip {psnr:.2f} dB, {said}")
     if args.json is not None:
-        args.json.write_text(json.dumps({"profile": args.profile, "channels": channels, "scenes": scenes}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"profile": args.profile, "channels": channels, "axes_r2": recovered, "scenes": scenes}, indent=1) + "\n")
     return 0
 
 

@@ -5,7 +5,7 @@
     [schedule]  t_index_list, num_inference_steps, t_jitter (the engine's few-step LCM timesteps)
     [checkpoint] every
     [[stages]]  name, steps, lr, batch (+ rank for "lora", pixel_loss for the denoising stages,
-                anchor for a "vae" stage on top of run.init)
+                l1, mse, chroma, anchor for a "vae" stage)
 
 Stages run in order; see ``stages.py`` for what each one trains.
 """
@@ -38,6 +38,12 @@ class StageConfig:
     # "vae" stage on top of run.init: weight of an MSE holding the encoder's latents to the init model's,
     # so a retrained autoencoder keeps the latent space its UNet was trained in
     anchor: float = 0.0
+    # "vae" stage reconstruction loss: l1 * L1 + mse * MSE + chroma * MSE of the two opponent colour axes
+    # (green-magenta, blue-yellow); without chroma a small autoencoder trained on these clips spends
+    # its four latent channels on luminance and one colour axis (docs/model-card.md)
+    l1: float = 1.0
+    mse: float = 0.0
+    chroma: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -74,10 +80,15 @@ class TrainConfig:
         if not data["sensor_noise"]:
             data.pop("sensor_noise")  # added later: runs without it keep the fingerprints they had
         for stage in data["stages"]:
-            if not stage["anchor"]:
-                stage.pop("anchor")  # likewise
+            for key, default in _STAGE_DEFAULTS_ADDED_LATER.items():
+                if stage[key] == default:
+                    stage.pop(key)  # likewise
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+
+# Stage keys added after runs were shipped: left out of the fingerprint at their default.
+_STAGE_DEFAULTS_ADDED_LATER = {"anchor": 0.0, "l1": 1.0, "mse": 0.0, "chroma": 0.0}
+_VAE_LOSS_KEYS = ("l1", "mse", "chroma")
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "run": {"name": str, "style": str, "size": str, "seed": int, "prompt": str, "display_name": str, "init": str},
@@ -88,6 +99,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 _STAGE_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "steps": int, "lr": (int, float), "batch": int, "rank": int, "pixel_loss": (int, float), "anchor": (int, float),
+    "l1": (int, float), "mse": (int, float), "chroma": (int, float),
 }  # fmt: skip
 
 
@@ -135,7 +147,12 @@ def parse_train_config(data: dict[str, Any], path: Path) -> TrainConfig:
             raise ConfigError(f"{path}: stages[{i}].anchor holds a retrained autoencoder to run.init's: only for a 'vae' stage with run.init set")
         if table.get("anchor", 0) < 0:
             raise ConfigError(f"{path}: stages[{i}].anchor must be >= 0")
-        stages.append(StageConfig(**{**table, "lr": float(table["lr"]), "pixel_loss": float(table.get("pixel_loss", 0.0)),
+        losses = {key: float(table[key]) for key in _VAE_LOSS_KEYS if key in table}
+        if losses and table["name"] != "vae":
+            raise ConfigError(f"{path}: stages[{i}]: {', '.join(losses)} weigh the autoencoder's reconstruction: only for a 'vae' stage")
+        if any(v < 0 for v in losses.values()) or (losses and not any({**{"l1": 1.0}, **losses}.values())):
+            raise ConfigError(f"{path}: stages[{i}]: l1, mse and chroma must be >= 0 and not all 0")
+        stages.append(StageConfig(**{**table, **losses, "lr": float(table["lr"]), "pixel_loss": float(table.get("pixel_loss", 0.0)),
                                      "anchor": float(table.get("anchor", 0.0))}))  # fmt: skip
     if any(s.name == "lora" for s in stages) and "init" not in run:
         raise ConfigError(f"{path}: a 'lora' stage trains on top of a model: set run.init to that run's output folder")

@@ -104,6 +104,15 @@ def scale_shift_invariant_mse(prediction: torch.Tensor, target: torch.Tensor) ->
     return F.mse_loss(aligned, t)
 
 
+# Opponent colour axes of RGB: green against magenta, blue against yellow (rows sum to 0: no luminance).
+_OPPONENT = torch.tensor([[-0.5, 1.0, -0.5], [-0.5, -0.5, 1.0]])
+
+
+def opponent_chroma(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB -> (N, 2, H, W): the colour an autoencoder must keep apart from luminance."""
+    return torch.einsum("oc,nchw->nohw", _OPPONENT.to(images), images)
+
+
 def latent_regulariser(latents: torch.Tensor) -> torch.Tensor:
     """Keep the autoencoder's latents centred and well inside the decoder's +-3 clamp.
 

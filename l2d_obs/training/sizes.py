@@ -34,6 +34,9 @@ class ModelSize:
     dpt_layers: int
     dpt_image_size: int
     text_layers: int
+    # The autoencoder's latent channels (the UNet's in/out, E_cond's input). SD1.5 has 4 at 8x; at 4x
+    # with 16-channel convs, 4 held luminance and one colour axis only (docs/model-card.md), 8 hold both.
+    latent_channels: int = 4
 
     @property
     def vae_factor(self) -> int:
@@ -50,6 +53,7 @@ SIZES: dict[str, ModelSize] = {
         name="small", block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=8,
         norm_num_groups=16, motion_heads=4, motion_max_positions=24, vae_channels=16, vae_blocks=(1, 1, 1),
         depth_channels=(16, 16, 32, 32), dpt_hidden=48, dpt_layers=4, dpt_image_size=64, text_layers=2,
+        latent_channels=8,
     ),
 }
 
@@ -71,8 +75,8 @@ def new_unet2d(size: ModelSize):
     up = ("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",)
     return UNet2DConditionModel(
         sample_size=32,
-        in_channels=4,
-        out_channels=4,
+        in_channels=size.latent_channels,
+        out_channels=size.latent_channels,
         down_block_types=down,
         up_block_types=up,
         block_out_channels=size.block_out_channels,
@@ -93,7 +97,7 @@ def new_vae(size: ModelSize):
         decoder_block_out_channels=(c,) * levels,
         num_encoder_blocks=size.vae_blocks,
         num_decoder_blocks=tuple(reversed(size.vae_blocks)),
-        latent_channels=4,
+        latent_channels=size.latent_channels,
     )
     _init_relu_residual(vae)
     return vae
@@ -141,7 +145,7 @@ def new_depth_estimator(size: ModelSize) -> TransformersDepthEstimator:
 
 
 def new_depth_encoder(size: ModelSize) -> DepthEncoder:
-    return DepthEncoder(4, size.block_out_channels[0], size.depth_channels)
+    return DepthEncoder(size.latent_channels, size.block_out_channels[0], size.depth_channels)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """What each training stage trains and how its loss is computed (paper Sec. 3.2 and 3.5).
 
-    vae              the autoencoder (TAESD's architecture) on input frames and every style's targets;
-                     with ``anchor`` on top of run.init, held to the init's latent space
+    vae              the autoencoder (TAESD's architecture) on input frames and every style's targets
+                     (l1/mse/chroma weigh its reconstruction loss); with ``anchor`` on top of
+                     run.init, held to the init's latent space
     depth_estimator  the DPT depth estimator on procedural scenes whose depth is known
     image            the image UNet: one frame -> its stylisation through the engine's LCM steps
     motion           stage 1: motion modules only, on clips under the warmup attention mask,
@@ -26,7 +27,14 @@ from ..engine.depth import depth_to_vae_input
 from ..engine.stream import encode_prompt
 from .config import StageConfig, TrainConfig
 from .models import TrainingModels
-from .objective import FullSchedule, latent_regulariser, sample_indices, scale_shift_invariant_mse, unrolled_denoise_loss
+from .objective import (
+    FullSchedule,
+    latent_regulariser,
+    opponent_chroma,
+    sample_indices,
+    scale_shift_invariant_mse,
+    unrolled_denoise_loss,
+)
 
 
 @dataclass
@@ -156,24 +164,26 @@ class StageRunner:
     # -- stages --------------------------------------------------------------------------------
 
     def _vae_loss(self, batch: StageBatch):
-        vae = self.models.vae
+        vae, stage = self.models.vae, self.stage
         images = torch.cat([batch.frames.flatten(0, 1)] + [t.flatten(0, 1) for t in batch.targets.values()])
         images = _crop(images, batch.crop, self.config.crop) * 2 - 1
         latents = vae.encode(images).latents
         recon = vae.decode(latents).sample
-        l1 = F.l1_loss(recon, images)
-        if self.stage.anchor > 0:
+        terms = {"l1": F.l1_loss(recon, images), "mse": F.mse_loss(recon, images),
+                 "chroma": F.mse_loss(opponent_chroma(recon), opponent_chroma(images))}  # fmt: skip
+        loss = stage.l1 * terms["l1"] + stage.mse * terms["mse"] + stage.chroma * terms["chroma"]
+        if stage.anchor > 0:
             # Retraining a trained autoencoder: the UNet reads and writes its latents, so they stay where
             # they were (the scale too, so no regulariser), while the reconstruction gets better.
             assert self.anchor_vae is not None
             with torch.no_grad():
                 reference = self.anchor_vae.encode(images).latents
-            mse = F.mse_loss(recon, images)
-            drift = F.mse_loss(latents, reference)
-            loss = l1 + mse + self.stage.anchor * drift
-            return loss, {"l1": float(l1.detach()), "mse": float(mse.detach()), "latent_drift": float(drift.detach())}
-        reg = latent_regulariser(latents)
-        return l1 + 0.1 * reg, {"l1": float(l1.detach()), "latent_reg": float(reg.detach())}
+            terms["latent_drift"] = F.mse_loss(latents, reference)
+            loss = loss + stage.anchor * terms["latent_drift"]
+        else:
+            terms["latent_reg"] = latent_regulariser(latents)
+            loss = loss + 0.1 * terms["latent_reg"]
+        return loss, {k: float(v.detach()) for k, v in terms.items()}
 
     def _depth_estimator_loss(self, batch: StageBatch):
         if batch.depth is None:

@@ -98,7 +98,7 @@ def build_sd15_components(
     if profile.depth.enabled:
         progress("loading the depth estimator", 0.8)
         ladder = DepthEncoder.channels_of(motion.depth_state) or DEFAULT_DEPTH_ENCODER_CHANNELS
-        depth_encoder = DepthEncoder(in_channels=4, out_channels=unet.config.block_out_channels[0], channels=ladder)
+        depth_encoder = DepthEncoder(in_channels=vae.config.latent_channels, out_channels=unet.config.block_out_channels[0], channels=ladder)
         load_checked(depth_encoder, motion.depth_state, motion_file, "Live2Diff depth encoder (flow_conv_in)")
         depth_estimator = load_depth_estimator(paths["depth"]).to(device, dtype)
         depth_encoder = depth_encoder.to(device=device, dtype=dtype).eval()

@@ -238,3 +238,68 @@ def test_anchored_vae_stage_keeps_the_init_latent_space_and_resumes_exactly(tmp_
 def test_anchor_only_on_a_vae_stage_on_top_of_a_model(tmp_path, stage, run):
     with pytest.raises(ConfigError, match="anchor"):
         _config(tmp_path, [{"steps": 1, "lr": 1e-3, **stage}], **run)
+
+
+def test_opponent_chroma_sees_colour_not_luminance():
+    from l2d_obs.training.objective import opponent_chroma
+
+    def pixel(r, g, b):
+        return opponent_chroma(torch.tensor([r, g, b], dtype=torch.float32).view(1, 3, 1, 1)).flatten().tolist()
+
+    assert pixel(0.3, 0.3, 0.3) == [0.0, 0.0] and pixel(-1.0, -1.0, -1.0) == [0.0, 0.0]
+    green, magenta, blue, yellow = pixel(0, 1, 0), pixel(1, 0, 1), pixel(0, 0, 1), pixel(1, 1, 0)
+    assert green[0] > 0 > magenta[0] and blue[1] > 0 > yellow[1]
+
+
+def test_vae_stage_weighs_l1_mse_and_chroma_as_configured(tmp_path):
+    import torch.nn.functional as F
+
+    from l2d_obs.training.models import TrainingModels
+    from l2d_obs.training.objective import FullSchedule, latent_regulariser, opponent_chroma
+    from l2d_obs.training.sizes import size_named
+    from l2d_obs.training.stages import StageRunner, _crop, make_batch
+    from l2d_obs.weights.assemble import new_scheduler
+
+    cfg = _config(tmp_path, [{"name": "vae", "steps": 1, "lr": 1e-3, "batch": 2, "l1": 0.5, "mse": 2, "chroma": 3}])
+    stage = cfg.stages[0]
+    models = TrainingModels.fresh(size_named(cfg.size), cfg.seed)
+    runner = StageRunner(models, cfg, stage, FullSchedule.from_scheduler(new_scheduler(), cfg.num_inference_steps))
+    batch = make_batch(cfg, stage, 0, 0, ("toon",))
+    loss, logged = runner.loss(batch, torch.Generator().manual_seed(0))
+
+    images = torch.cat([batch.frames.flatten(0, 1), batch.targets["toon"].flatten(0, 1)])
+    images = _crop(images, batch.crop, cfg.crop) * 2 - 1
+    with torch.no_grad():
+        latents = models.vae.encode(images).latents
+        recon = models.vae.decode(latents).sample
+    expected = (0.5 * F.l1_loss(recon, images) + 2 * F.mse_loss(recon, images)
+                + 3 * F.mse_loss(opponent_chroma(recon), opponent_chroma(images)) + 0.1 * latent_regulariser(latents))  # fmt: skip
+    assert set(logged) == {"l1", "mse", "chroma", "latent_reg"}
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_vae_loss_weights_validated_and_old_fingerprints_kept(tmp_path):
+    vae = {"name": "vae", "steps": 1, "lr": 1e-3}
+    # Written out at their defaults, the new keys leave the fingerprint as it was before they existed.
+    assert _config(tmp_path, [vae]).fingerprint() == _config(tmp_path, [{**vae, "l1": 1, "mse": 0, "chroma": 0}]).fingerprint()
+    assert _config(tmp_path, [vae]).fingerprint() != _config(tmp_path, [{**vae, "chroma": 8}]).fingerprint()
+    # The shipped smoke config's fingerprint, pinned: checkpoints made before these keys still resume.
+    assert load_train_config(SMOKE).fingerprint() == "88bc2a9d31adb96a"
+    for bad, match in (({"name": "image", "steps": 1, "lr": 1e-3, "mse": 1.0}, "only for a 'vae' stage"),
+                       ({**vae, "chroma": -1}, ">= 0"), ({**vae, "l1": 0}, "not all 0")):  # fmt: skip
+        with pytest.raises(ConfigError, match=match) as caught:
+            _config(tmp_path, [bad])
+        assert "\n" not in str(caught.value)
+
+
+def test_a_size_s_latent_channels_reach_every_part():
+    from l2d_obs.training.models import TrainingModels
+    from l2d_obs.training.sizes import size_named
+
+    size = size_named("small")
+    assert size.latent_channels == 8  # luminance and both colour axes (docs/model-card.md)
+    models = TrainingModels.fresh(size, seed=0)
+    with torch.no_grad():
+        latents = models.vae.encode(torch.zeros(1, 3, 32, 32)).latents
+    assert latents.shape[1] == models.unet.config.in_channels == models.unet.config.out_channels == 8
+    assert models.depth_encoder.conv_in.in_channels == 8
