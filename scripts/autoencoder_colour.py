@@ -7,9 +7,9 @@ on the survey scenes.
 Per latent channel: its spread across pictures and its correlation with luminance and the three
 opponent-colour axes of the picture (red-green, green-magenta, blue-yellow) at the latent's scale; and,
 since an axis may be spread over several channels, how much of each axis a linear map of all the
-channels recovers (R^2). Every axis the pictures vary in near 1 is what a healthy autoencoder has. Then, per survey scene
-(``procedural_scene`` with seeds (HELDOUT_SEED, k), k = 2, 3, ...: never seen in training), the
-round trip's PSNR and its mean error in the green channel on green pixels (negative: greens come
+channels recovers (R^2). Every axis the pictures vary in near 1 is what a healthy autoencoder has.
+Then, per survey scene (``procedural_scene`` with seeds (HELDOUT_SEED, k), k = 2, 3, ...: never
+seen in training), the round trip's PSNR and its mean error in the green channel on green pixels (negative: greens come
 back grey, blue or brown).
 """
 

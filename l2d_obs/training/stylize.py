@@ -7,12 +7,11 @@ between frames), so a clip's targets are bit-identical every time they are made.
 - ``toon``: edge-preserving smoothing, a flat palette in CIELAB (quantised lightness, boosted and
   quantised chroma) and bold soft dark outlines where the input has edges. It flattens texture away,
   so on a textured wall it keeps little of the input's structure (edge correlation 0.54 with it).
-  The first two training runs use it (their VAE learned it); the shipped toon profile no longer does.
+  The shipped autoencoder learns it too; the shipped toon profile's look is ``toon-cel``.
 - ``toon-cel``: the shipped toon profile's look (since 2026-12-02): four soft lightness bands at
   doubled contrast over a lightly smoothed picture, a little of the input's fine detail kept, colour
   mildly boosted, ink on the dark side of every edge. Its targets keep the input's edges (correlation
-  0.89-0.96 on the held-out clips: 0.955 / 0.911 / 0.886); the shipped VAE reconstructs them at 23.5-24.3 dB
-  (docs/model-card.md).
+  0.89-0.96 on the held-out clips: 0.955 / 0.911 / 0.886).
 - ``pencil``: a graphite sketch: the grey image colour-dodged by its blurred inverse (strokes along
   edges), soft tonal shading with a diagonal hatching grain in dark areas, on tinted paper.
 """
