@@ -86,9 +86,9 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# Stage keys added after runs were shipped: left out of the fingerprint at their default.
-_STAGE_DEFAULTS_ADDED_LATER = {"anchor": 0.0, "l1": 1.0, "mse": 0.0, "chroma": 0.0}
 _VAE_LOSS_KEYS = ("l1", "mse", "chroma")
+# Stage keys added after runs were shipped: left out of the fingerprint at their default.
+_STAGE_DEFAULTS_ADDED_LATER = {name: getattr(StageConfig, name) for name in ("anchor", *_VAE_LOSS_KEYS)}
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "run": {"name": str, "style": str, "size": str, "seed": int, "prompt": str, "display_name": str, "init": str},
@@ -150,7 +150,8 @@ def parse_train_config(data: dict[str, Any], path: Path) -> TrainConfig:
         losses = {key: float(table[key]) for key in _VAE_LOSS_KEYS if key in table}
         if losses and table["name"] != "vae":
             raise ConfigError(f"{path}: stages[{i}]: {', '.join(losses)} weigh the autoencoder's reconstruction: only for a 'vae' stage")
-        if any(v < 0 for v in losses.values()) or (losses and not any({**{"l1": 1.0}, **losses}.values())):
+        weights = {**{key: _STAGE_DEFAULTS_ADDED_LATER[key] for key in _VAE_LOSS_KEYS}, **losses}
+        if any(v < 0 for v in weights.values()) or not any(weights.values()):
             raise ConfigError(f"{path}: stages[{i}]: l1, mse and chroma must be >= 0 and not all 0")
         stages.append(StageConfig(**{**table, **losses, "lr": float(table["lr"]), "pixel_loss": float(table.get("pixel_loss", 0.0)),
                                      "anchor": float(table.get("anchor", 0.0))}))  # fmt: skip
